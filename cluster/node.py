@@ -1,0 +1,332 @@
+"""The node process: a trio driver around the sans-I/O Store.
+
+One task loop owns the Store. Everything else (peer frames from the transport, client
+requests, ticks) reaches it through one bounded inbox channel; the loop drains what is
+there, feeds it to the Store, runs `Store.process()` once (persist -> send -> apply) and
+hands the output to the transport and to the client connections. Batching falls out of
+this: every event that arrived while the previous cycle ran shares the next fsync.
+
+A node with an empty store waits for `spanlite init` (on itself, or a Bootstrap request
+from the node being initialized) before it starts its Store.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from clock.hlc import HybridLogicalClock
+from clock.physical import OffsetClock, PhysicalClock, SystemClock
+from clock.settings import DEFAULT_MAX_OFFSET_NS
+from cluster import transport
+from paxos_groups.engine import Engine
+from ranges import keys
+from ranges.api import (
+    AlreadyInitialized,
+    BadRequest,
+    Bootstrap,
+    Init,
+    NotInitialized,
+    SpanliteError,
+    Status,
+    Unavailable,
+    decode_error,
+    decode_request,
+    encode_request,
+)
+from ranges.store import Identity, Store, StoreConfig, bootstrap_store, load_identity
+
+log = logging.getLogger("spanlite.node")
+
+INBOX_CAPACITY = 100_000
+MAX_EVENTS_PER_CYCLE = 20_000
+CLIENT_OUTBOX_CAPACITY = 10_000
+DEFAULT_TICK_NS = 50_000_000
+REPLICATION_FACTOR = 3
+HLC_HIGH_WATER_WINDOW_NS = 100_000_000
+
+
+@dataclass
+class NodeConfig:
+    listen: str = "127.0.0.1:26257"
+    advertise: str | None = None
+    join: list[str] = field(default_factory=list)
+    max_offset_ns: int = DEFAULT_MAX_OFFSET_NS
+    tick_ns: int = DEFAULT_TICK_NS
+    store: StoreConfig = field(default_factory=StoreConfig)
+    bugs: frozenset[str] = frozenset()
+    seed: int | None = None
+
+
+class _ClientSession:
+    """One client connection: responses are queued to a sender task, never awaited by the loop."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.send_channel, self.receive_channel = trio.open_memory_channel(CLIENT_OUTBOX_CAPACITY)
+        self.closed = False
+
+    def deliver(self, request_id: int, result: Any) -> None:
+        if self.closed:
+            return
+        if isinstance(result, SpanliteError):
+            frame = {"id": request_id, "err": result.encode()}
+        else:
+            frame = {"id": request_id, "ok": result}
+        try:
+            self.send_channel.send_nowait(frame)
+        except trio.WouldBlock:
+            log.error("client is not reading its responses; closing its connection")
+            self.closed = True
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self.closed = True
+
+
+class Node:
+    def __init__(self, engine: Engine, config: NodeConfig, physical: PhysicalClock | None = None) -> None:
+        self.engine = engine
+        self.config = config
+        # An OffsetClock over the real one, so skew can be injected at runtime (tests, chaos).
+        self.physical = physical or OffsetClock(SystemClock(), 0)
+        self.listen_host, self.listen_port = transport.parse_address(config.listen)
+        self.store: Store | None = None
+        self.peers: transport.PeerTransport | None = None
+        self.listener: transport.Listener | None = None
+        self._inbox_send, self._inbox_receive = trio.open_memory_channel(INBOX_CAPACITY)
+        self._initialized = trio.Event()
+        self._init_lock = trio.Lock()
+        self.inbox_drops = 0
+        self.bound_port: int | None = None
+        self._message_filter = None
+
+    @property
+    def identity(self) -> Identity | None:
+        return load_identity(self.engine)
+
+    @property
+    def advertise(self) -> str:
+        if self.config.advertise:
+            return self.config.advertise
+        return f"{self.listen_host}:{self.bound_port or self.listen_port}"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        identity = self.identity
+        self.listener = transport.Listener(
+            cluster_id=identity.cluster_id if identity else None,
+            node_id=identity.node_id if identity else None,
+            handler=self,
+        )
+        async with trio.open_nursery() as nursery:
+            self.bound_port = await nursery.start(self.listener.serve, self.listen_host, self.listen_port)
+            if identity is not None:
+                nursery.start_soon(self._start_store, nursery, identity)
+            else:
+                log.info("node at %s has an empty store: waiting for `spanlite init`", self.advertise)
+                nursery.start_soon(self._start_when_initialized, nursery)
+            task_status.started(self.bound_port)
+
+    async def _start_when_initialized(self, nursery: trio.Nursery) -> None:
+        await self._initialized.wait()
+        identity = self.identity
+        assert identity is not None, "initialized without an identity"
+        await self._start_store(nursery, identity)
+
+    async def _start_store(self, nursery: trio.Nursery, identity: Identity) -> None:
+        hlc = HybridLogicalClock(
+            self.physical, self.config.max_offset_ns,
+            high_water_ns=self._load_high_water(), persist_high_water=self._persist_high_water,
+            high_water_window_ns=HLC_HIGH_WATER_WINDOW_NS)
+        # After a restart the HLC starts at the persisted high-water mark, which may be ahead
+        # of the physical clock; peers would reject our messages as too far ahead. Wait it
+        # out before serving, as CockroachDB does.
+        await trio.sleep(hlc.restart_floor_lead_ns() / 1e9)
+        seed = self.config.seed if self.config.seed is not None else random.SystemRandom().getrandbits(64)
+        self.store = Store(self.engine, hlc, self.config.store, random.Random(seed), self.config.bugs)
+        self.listener.cluster_id = identity.cluster_id
+        self.listener.node_id = identity.node_id
+        self.listener.is_known_peer = lambda node_id: node_id in identity.nodes
+        self.peers = transport.PeerTransport(identity.node_id, identity.cluster_id, dict(identity.nodes))
+        self.set_message_filter(self._message_filter)
+        nursery.start_soon(self.peers.run)
+        nursery.start_soon(self._ticker)
+        nursery.start_soon(self._loop)
+        log.info("node %d serving at %s (cluster %s)", identity.node_id, self.advertise, identity.cluster_id)
+        self._initialized.set()
+
+    def _load_high_water(self) -> int:
+        raw = self.engine.get(keys.hlc_key())
+        return 0 if raw is None else int.from_bytes(raw, "big")
+
+    def _persist_high_water(self, wall_ns: int) -> None:
+        self.engine.write([(keys.hlc_key(), wall_ns.to_bytes(8, "big"))], sync=True)
+
+    def notify_initialized(self) -> None:
+        """The store was bootstrapped by someone else (the embedded cluster): start serving."""
+        assert self.identity is not None, "notify_initialized before the store was bootstrapped"
+        self._initialized.set()
+
+    def set_message_filter(self, allowed) -> None:
+        """Fault injection: `allowed(from_node, to_node) -> bool` decides every peer frame."""
+        self._message_filter = allowed
+        if self.peers is not None:
+            self.peers.filter = allowed
+        if self.listener is not None:
+            self.listener.filter = allowed
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(self.config.tick_ns / 1e9)
+            self._enqueue(("tick",))
+
+    def _enqueue(self, event: tuple) -> None:
+        try:
+            self._inbox_send.send_nowait(event)
+        except trio.WouldBlock:
+            self.inbox_drops += 1
+
+    async def _loop(self) -> None:
+        store = self.store
+        assert store is not None
+        while True:
+            events = [await self._inbox_receive.receive()]
+            while len(events) < MAX_EVENTS_PER_CYCLE:
+                try:
+                    events.append(self._inbox_receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            ticked = False
+            for event in events:
+                if event[0] == "tick":
+                    if not ticked:  # Coalesce ticks that piled up behind a slow cycle.
+                        store.tick()
+                        ticked = True
+                elif event[0] == "peer":
+                    store.receive_peer_frame(event[1], event[2])
+                else:
+                    _, session, request_id, request = event
+                    store.receive_request(session, request_id, request)
+            output = store.process()
+            for to_node, frame in output.peer_frames.items():
+                self.peers.send(to_node, frame)
+            for session, request_id, result in output.responses:
+                session.deliver(request_id, result)
+            await trio.sleep(0)
+
+    # ------------------------------------------------------------------ transport handler
+
+    def peer_frame(self, from_node: int, frame: object) -> None:
+        if self.store is not None:
+            self._enqueue(("peer", from_node, frame))
+
+    async def client_connection(self, conn) -> None:
+        session = _ClientSession(conn)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._client_sender, session)
+            try:
+                await self._client_reader(session, nursery)
+            finally:
+                session.closed = True
+                nursery.cancel_scope.cancel()
+
+    async def _client_sender(self, session: _ClientSession) -> None:
+        async for frame in session.receive_channel:
+            await session.conn.send(frame)
+
+    async def _client_reader(self, session: _ClientSession, nursery: trio.Nursery) -> None:
+        while not session.closed:
+            frame = await session.conn.receive()
+            request_id = frame.get("id") if isinstance(frame, dict) else None
+            if not isinstance(request_id, int):
+                session.deliver(-1, BadRequest("a request frame is {'id': int, 'req': [...]}"))
+                continue
+            try:
+                request = decode_request(frame.get("req"))
+            except BadRequest as e:
+                session.deliver(request_id, e)
+                continue
+            if isinstance(request, (Init, Bootstrap)):
+                nursery.start_soon(self._admin_request, session, request_id, request)
+            elif self.store is None:
+                session.deliver(request_id, NotInitialized(
+                    f"node at {self.advertise} is not part of a cluster yet: run `spanlite init --host {self.advertise}`"))
+            else:
+                self._enqueue(("req", session, request_id, request))
+
+    async def _admin_request(self, session: _ClientSession, request_id: int, request) -> None:
+        try:
+            if isinstance(request, Init):
+                result = await self._init_cluster()
+            else:
+                result = await self._accept_bootstrap(request)
+        except SpanliteError as e:
+            session.deliver(request_id, e)
+        else:
+            session.deliver(request_id, result)
+
+    # ------------------------------------------------------------------ bootstrap
+
+    async def _init_cluster(self) -> dict:
+        async with self._init_lock:
+            identity = self.identity
+            if identity is not None:
+                raise AlreadyInitialized(
+                    f"the cluster is already initialized (cluster id {identity.cluster_id}); nothing to do")
+            addresses = [self.advertise] + [a for a in self.config.join if a != self.advertise]
+            addresses = list(dict.fromkeys(addresses))
+            nodes = {i + 1: address for i, address in enumerate(addresses)}
+            replicas = tuple(sorted(nodes))[:REPLICATION_FACTOR]
+            cluster_id = str(uuid.uuid4())
+            for node_id, address in nodes.items():
+                if node_id != 1:
+                    await _call(address, Status(), expect_not_initialized=True)
+            for node_id, address in nodes.items():
+                if node_id != 1:
+                    await _call(address, Bootstrap(cluster_id, node_id, nodes, replicas))
+            bootstrap_store(self.engine, Identity(cluster_id, 1, nodes), replicas)
+            self._initialized.set()
+            return {"cluster_id": cluster_id, "nodes": nodes}
+
+    async def _accept_bootstrap(self, request: Bootstrap) -> dict:
+        async with self._init_lock:
+            identity = self.identity
+            if identity is not None:
+                if identity.cluster_id == request.cluster_id and identity.node_id == request.node_id:
+                    return {"cluster_id": identity.cluster_id}
+                raise AlreadyInitialized(
+                    f"node at {self.advertise} already belongs to cluster {identity.cluster_id} "
+                    f"as node {identity.node_id}; use an empty --store to join a new cluster")
+            bootstrap_store(self.engine, Identity(request.cluster_id, request.node_id, request.nodes),
+                            request.replicas)
+            self._initialized.set()
+            return {"cluster_id": request.cluster_id}
+
+
+async def _call(address: str, request, *, expect_not_initialized: bool = False, timeout_s: float = 5.0):
+    """One request to one node over a fresh client connection (bootstrap only)."""
+    try:
+        with trio.fail_after(timeout_s):
+            conn = await transport.dial_client(address, timeout=timeout_s)
+            try:
+                await conn.send({"id": 1, "req": encode_request(request)})
+                reply = await conn.receive()
+            finally:
+                await conn.aclose()
+    except (OSError, trio.TooSlowError, transport.TransportError) as e:
+        raise Unavailable(f"cannot reach node at {address}: {e}; start every node in --join before init") from None
+    if "err" in reply:
+        error = decode_error(reply["err"])
+        if expect_not_initialized and isinstance(error, NotInitialized):
+            return None
+        raise error
+    if expect_not_initialized:
+        raise AlreadyInitialized(f"node at {address} already belongs to a cluster; give it an empty --store")
+    return reply.get("ok")

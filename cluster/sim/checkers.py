@@ -1,0 +1,91 @@
+"""The simulator's invariant checkers, kept apart from the world they judge.
+
+- `ChosenValueChecker`: at most one value is chosen (applied) per slot of each group,
+  across every node and every incarnation of it.
+- `LeaseChecker`: at every instant of virtual time, at most one node of a range believes
+  it holds a valid lease (by its own clock and its own rules, planted bugs included).
+- `check_linearizable`: the client history, per key (Porcupine-style search).
+- `check_final_reads`: after healing, every key could be read (the cluster recovered) —
+  and those reads are in the history, so no acknowledged write may be missing from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clock.timestamp import Timestamp
+from cluster.sim.linearizability import check_register_history
+from paxos_groups.lease import LeaseStatus
+
+
+class Violation(Exception):
+    def __init__(self, invariant: str, detail: str) -> None:
+        super().__init__(f"{invariant}: {detail}")
+        self.invariant = invariant
+        self.detail = detail
+
+
+@dataclass
+class ChosenValueChecker:
+    chosen: dict[tuple[int, int], object] = field(default_factory=dict)
+    violation: Violation | None = None
+
+    def store_started(self, world, node_id: int, store) -> None:
+        def observe(range_id: int, slot: int, value: object) -> None:
+            known = self.chosen.setdefault((range_id, slot), value)
+            if known != value and self.violation is None:
+                self.violation = Violation(
+                    "one value per slot",
+                    f"node {node_id} applied {value!r} at range {range_id} slot {slot}, "
+                    f"but {known!r} was applied there before (t={world.now_ns}ns)")
+
+        store.apply_observer = observe
+
+    def after_event(self, world) -> None:
+        pass
+
+
+@dataclass
+class LeaseChecker:
+    violation: Violation | None = None
+    samples: int = 0
+
+    def store_started(self, world, node_id: int, store) -> None:
+        pass
+
+    def after_event(self, world) -> None:
+        if self.violation is not None:
+            return
+        self.samples += 1
+        holders: dict[int, list[int]] = {}
+        for node_id in world.live_nodes():
+            store = world.nodes[node_id].store
+            physical = Timestamp(max(0, store.hlc.physical_now_ns()), 0)
+            now = max(store.hlc.last(), physical)
+            for range_id, replica in store.replicas.items():
+                if replica.sm.lease.holder != node_id:
+                    continue
+                if replica._lease_status(replica.sm.lease, now) is LeaseStatus.VALID:
+                    holders.setdefault(range_id, []).append(node_id)
+        for range_id, nodes in holders.items():
+            if len(nodes) > 1:
+                self.violation = Violation(
+                    "at most one valid lease",
+                    f"nodes {nodes} all hold a valid lease of range {range_id} at t={world.now_ns}ns")
+
+
+def check_linearizable(world) -> Violation | None:
+    result = check_register_history(world.history.operations())
+    if result.violation:
+        return Violation("linearizability", result.explain())
+    return None
+
+
+def check_final_reads(world) -> Violation | None:
+    reader = world.clients[-1]
+    failed = [op for op in world.history.operations()
+              if op.process == reader.index and op.status != "ok"]
+    if reader.final_keys or reader.op is not None or failed:
+        return Violation("recovery", f"after healing, reads of every key did not all succeed "
+                                     f"({len(failed)} failed, {len(reader.final_keys or [])} not attempted)")
+    return None

@@ -1,0 +1,277 @@
+"""Client requests, responses and typed errors: the wire contract between clients and nodes.
+
+A client frame is `{"id": request_id, "req": encoded_request}`; the node answers with
+`{"id": request_id, "ok": result}` or `{"id": request_id, "err": encoded_error}`.
+Requests and errors are validated strictly on decode: a malformed request gets a
+`BadRequest` answer, never a crash.
+
+Errors carry `retryable`: whether the client may safely send the same request again.
+Writes carry an `op_id`, and the range state machine applies each op_id at most once, so
+even an ambiguous write (sent, outcome unknown) is safe to retry with the same op_id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ranges.keys import KEY_MAX, validate_key, validate_value
+
+# ---------------------------------------------------------------------------------------
+# Errors
+
+
+class SpanliteError(Exception):
+    """Base of every error a node reports to a client."""
+
+    code = "internal"
+    retryable = False
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def encode(self) -> dict:
+        return {"code": self.code, "msg": self.message, "retryable": self.retryable, "details": self.details}
+
+
+class BadRequest(SpanliteError):
+    code = "bad_request"
+
+
+class NotLeaseholder(SpanliteError):
+    """This node does not hold the range's lease; `leaseholder` hints at who might."""
+
+    code = "not_leaseholder"
+    retryable = True
+
+
+class RangeKeyMismatch(SpanliteError):
+    """The key is not in any range this node has; `descriptor` may carry a fresher one."""
+
+    code = "range_key_mismatch"
+    retryable = True
+
+
+class Unavailable(SpanliteError):
+    """The range could not serve the request in time (no quorum, no lease yet)."""
+
+    code = "unavailable"
+    retryable = True
+
+
+class AmbiguousResult(SpanliteError):
+    """A write was proposed but its outcome is unknown. Retrying with the same op_id is safe."""
+
+    code = "ambiguous"
+    retryable = True
+
+
+class NotInitialized(SpanliteError):
+    code = "not_initialized"
+    retryable = True
+
+
+class AlreadyInitialized(SpanliteError):
+    code = "already_initialized"
+
+
+class ClockOffsetTooLarge(SpanliteError):
+    code = "clock_offset"
+    retryable = True
+
+
+ERROR_TYPES: dict[str, type[SpanliteError]] = {
+    cls.code: cls
+    for cls in (
+        SpanliteError,
+        BadRequest,
+        NotLeaseholder,
+        RangeKeyMismatch,
+        Unavailable,
+        AmbiguousResult,
+        NotInitialized,
+        AlreadyInitialized,
+        ClockOffsetTooLarge,
+    )
+}
+
+
+def decode_error(raw: object) -> SpanliteError:
+    if not isinstance(raw, dict) or not isinstance(raw.get("msg"), str):
+        return SpanliteError(f"malformed error from node: {raw!r}")
+    cls = ERROR_TYPES.get(raw.get("code", ""), SpanliteError)
+    details = raw.get("details") if isinstance(raw.get("details"), dict) else {}
+    return cls(raw["msg"], **details)
+
+
+# ---------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    key: bytes
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.key, self.key + b"\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    key: bytes
+    value: bytes
+    op_id: bytes
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.key, self.key + b"\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: bytes
+    op_id: bytes
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.key, self.key + b"\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    start: bytes
+    end: bytes
+    limit: int | None = None
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.start, self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """Bootstrap a new cluster from this node and the nodes of its --join list."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """Sent by the initializing node to every other node: your identity in the new cluster."""
+
+    cluster_id: str
+    node_id: int
+    nodes: dict[int, str] = field(default_factory=dict)
+    replicas: tuple[int, ...] = ()
+
+
+Request = Get | Put | Delete | Scan | Status | Init | Bootstrap
+MAX_SCAN_LIMIT = 100_000
+MAX_OP_ID_BYTES = 64
+
+
+def encode_request(req: Request) -> list:
+    match req:
+        case Get(key):
+            return ["get", key]
+        case Put(key, value, op_id):
+            return ["put", key, value, op_id]
+        case Delete(key, op_id):
+            return ["del", key, op_id]
+        case Scan(start, end, limit):
+            return ["scan", start, end, limit]
+        case Status():
+            return ["status"]
+        case Init():
+            return ["init"]
+        case Bootstrap(cluster_id, node_id, nodes, replicas):
+            return ["bootstrap", cluster_id, node_id, {int(k): v for k, v in nodes.items()}, list(replicas)]
+    raise AssertionError(f"unknown request {req!r}")
+
+
+def _bytes_arg(raw: list, i: int, what: str) -> bytes:
+    value = raw[i]
+    if not isinstance(value, bytes):
+        raise BadRequest(f"{what} must be bytes, got {type(value).__name__}")
+    return value
+
+
+def _op_id(raw: list, i: int) -> bytes:
+    op_id = _bytes_arg(raw, i, "op_id")
+    if not 0 < len(op_id) <= MAX_OP_ID_BYTES:
+        raise BadRequest(f"op_id must be 1..{MAX_OP_ID_BYTES} bytes")
+    return op_id
+
+
+def _checked_key(key: bytes) -> bytes:
+    try:
+        validate_key(key)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    return key
+
+
+def _checked_value(value: bytes) -> bytes:
+    try:
+        validate_value(value)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    return value
+
+
+_ARITY = {"get": 2, "put": 4, "del": 3, "scan": 4, "status": 1, "init": 1, "bootstrap": 5}
+
+
+def decode_request(raw: object) -> Request:
+    """Decode and validate a request; raise BadRequest saying what was wrong."""
+    if not isinstance(raw, list) or not raw or not isinstance(raw[0], str):
+        raise BadRequest(f"a request is [name, args...], got {type(raw).__name__}")
+    name = raw[0]
+    if name not in _ARITY:
+        raise BadRequest(f"unknown request {name!r}; known: {', '.join(sorted(_ARITY))}")
+    if len(raw) != _ARITY[name]:
+        raise BadRequest(f"request {name!r} takes {_ARITY[name] - 1} arguments, got {len(raw) - 1}")
+    if name == "get":
+        return Get(_checked_key(_bytes_arg(raw, 1, "key")))
+    if name == "put":
+        key = _checked_key(_bytes_arg(raw, 1, "key"))
+        return Put(key, _checked_value(_bytes_arg(raw, 2, "value")), _op_id(raw, 3))
+    if name == "del":
+        return Delete(_checked_key(_bytes_arg(raw, 1, "key")), _op_id(raw, 2))
+    if name == "scan":
+        return _decode_scan(raw)
+    if name == "status":
+        return Status()
+    if name == "init":
+        return Init()
+    return _decode_bootstrap(raw)
+
+
+def _decode_scan(raw: list) -> Scan:
+    start = _bytes_arg(raw, 1, "scan start")
+    end = _bytes_arg(raw, 2, "scan end")
+    limit = raw[3]
+    if limit is not None and (not isinstance(limit, int) or not 0 < limit <= MAX_SCAN_LIMIT):
+        raise BadRequest(f"scan limit must be 1..{MAX_SCAN_LIMIT} or absent, got {limit!r}")
+    if end > KEY_MAX:
+        end = KEY_MAX
+    if start > end:
+        raise BadRequest("scan start must not be after scan end")
+    return Scan(start, end, limit)
+
+
+def _decode_bootstrap(raw: list) -> Bootstrap:
+    _, cluster_id, node_id, nodes, replicas = raw
+    ok = (
+        isinstance(cluster_id, str)
+        and isinstance(node_id, int)
+        and isinstance(nodes, dict)
+        and all(isinstance(k, int) and isinstance(v, str) for k, v in nodes.items())
+        and isinstance(replicas, list)
+        and all(isinstance(r, int) for r in replicas)
+    )
+    if not ok:
+        raise BadRequest("malformed bootstrap request")
+    return Bootstrap(cluster_id, node_id, dict(nodes), tuple(replicas))

@@ -1,0 +1,320 @@
+"""A Replica: one range's Paxos group and state machine on one node, and the requests it serves.
+
+Sans-I/O, like the Paxos core under it: the Store feeds it requests, ticks and chosen log
+entries, and collects the responses it produces.
+
+Serving rules (the reasons are the guarantees):
+- Only the leaseholder serves, and only while its lease is VALID by its own clock
+  (`paxos_groups.lease`): reads are answered from applied state at `hlc.now()` without a
+  consensus round. Lease disjointness means no other node serves at the same time.
+- A write is proposed only by a leaseholder that is also the Paxos leader, stamped with
+  `hlc.now()` and the lease sequence; the state machine rejects it if another lease was
+  applied first, so a write never lands outside the lease it was proposed under.
+- A read of a key with a write in flight (proposed here, not yet applied) waits for it:
+  the write's timestamp is below the read's, so answering without it would expose a
+  version order that a later read contradicts. Writes hold a latch on their key until
+  applied, dropped or timed out.
+- Every request has a deadline; nothing waits forever, every queue is bounded.
+
+HAZARD: a write that times out after being proposed may still apply later. The client
+gets `AmbiguousResult` and retries with the same op_id, which the state machine
+deduplicates, so the retry never applies twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from clock.hlc import HybridLogicalClock
+from clock.timestamp import Timestamp
+from paxos_groups.core import NotLeader, PaxosGroup, ProposalQueueFull
+from paxos_groups.lease import Lease, LeaseStatus, lease_status, request_lease
+from ranges import commands
+from ranges.api import (
+    AmbiguousResult,
+    Delete,
+    Get,
+    NotLeaseholder,
+    Put,
+    RangeKeyMismatch,
+    Scan,
+    SpanliteError,
+    Unavailable,
+)
+from ranges.state_machine import ApplyResult, RangeStateMachine
+
+log = logging.getLogger("spanlite.replica")
+
+# respond(client, request_id, result_or_error)
+Respond = Callable[[Any, int, Any], None]
+
+
+@dataclass
+class ReplicaConfig:
+    lease_duration_ns: int = 2_000_000_000
+    lease_renew_before_ns: int = 1_000_000_000
+    lease_request_timeout_ns: int = 1_000_000_000
+    request_timeout_ns: int = 5_000_000_000
+    max_queued_requests: int = 10_000
+    log_retain_entries: int = 1_000
+    log_compact_every: int = 500
+
+
+@dataclass
+class PendingRequest:
+    client: Any
+    request_id: int
+    request: Get | Put | Delete | Scan
+    deadline_ns: int
+    proposed: bool = False
+
+
+@dataclass
+class _LeaseAttempt:
+    sequence: int
+    deadline_ns: int
+
+
+@dataclass
+class Replica:
+    node_id: int
+    group: PaxosGroup
+    sm: RangeStateMachine
+    hlc: HybridLogicalClock
+    config: ReplicaConfig
+    respond: Respond
+    address_of: Callable[[int], str | None]
+    bugs: frozenset[str] = frozenset()
+    queued: list[PendingRequest] = field(default_factory=list)
+    # op_id -> requests waiting for that write to apply (a retry may share an op_id).
+    waiting_writes: dict[bytes, list[PendingRequest]] = field(default_factory=dict)
+    # key -> number of writes proposed here and not yet resolved (latches).
+    latched_keys: dict[bytes, int] = field(default_factory=dict)
+    lease_attempt: _LeaseAttempt | None = None
+
+    @property
+    def range_id(self) -> int:
+        return self.sm.descriptor.range_id
+
+    # ------------------------------------------------------------------ requests
+
+    def handle(self, pending: PendingRequest) -> None:
+        start, end = pending.request.keys_touched()
+        if not self.sm.descriptor.contains_span(start, end):
+            self._fail(pending, RangeKeyMismatch(
+                f"keys [{start!r}, {end!r}) are not all in range {self.range_id}",
+                descriptor=self.sm.descriptor.encode()))
+            return
+        if len(self.queued) >= self.config.max_queued_requests:
+            self._fail(pending, Unavailable(f"range {self.range_id} is overloaded: too many queued requests; retry later"))
+            return
+        self.queued.append(pending)
+        self.serve_queued()
+
+    def serve_queued(self) -> None:
+        """Try every queued request again; keep those still waiting (lease, latch, leader)."""
+        if not self.queued:
+            return
+        now = self.hlc.now()
+        still_waiting = []
+        for pending in self.queued:
+            if not self._try_serve(pending, now):
+                still_waiting.append(pending)
+        self.queued = still_waiting
+
+    def _try_serve(self, pending: PendingRequest, now: Timestamp) -> bool:
+        """Serve or redirect `pending`; False when it must wait (and stays queued)."""
+        lease = self.sm.lease
+        status = self._lease_status(lease, now)
+        if status is LeaseStatus.VALID:
+            if isinstance(pending.request, (Get, Scan)):
+                return self._try_read(pending, now)
+            return self._try_write(pending, now, lease)
+        redirect = self._redirect_target(lease, now)
+        if redirect is not None:
+            self._fail(pending, NotLeaseholder(
+                f"node {self.node_id} does not hold the lease of range {self.range_id}",
+                leaseholder=redirect, leaseholder_address=self.address_of(redirect)))
+            return True
+        self.maintain_lease(now)
+        return False
+
+    def _lease_status(self, lease: Lease, now: Timestamp) -> LeaseStatus:
+        status = lease_status(lease, self.node_id, now, self.hlc.max_offset_ns)
+        if "lease-without-stasis" in self.bugs and status is LeaseStatus.STASIS:
+            return LeaseStatus.VALID  # Planted bug: serve through the stasis period.
+        return status
+
+    def _redirect_target(self, lease: Lease, now: Timestamp) -> int | None:
+        """Another node that may be serving this range, or None when we should wait here."""
+        if lease.holder not in (0, self.node_id) and now < lease.expiration:
+            return lease.holder
+        if self.group.is_leader:
+            return None  # We will acquire the lease.
+        hint = self.group.leader_hint
+        if hint is not None and hint != self.node_id:
+            return hint
+        return None  # Election in progress: wait.
+
+    def _try_read(self, pending: PendingRequest, now: Timestamp) -> bool:
+        request = pending.request
+        if self._span_latched(*request.keys_touched()):
+            return False
+        if isinstance(request, Get):
+            self.respond(pending.client, pending.request_id, {"value": self.sm.mvcc.get(request.key, now)})
+        else:
+            rows = self.sm.mvcc.scan(request.start, request.end, now, request.limit)
+            # range_end tells the client where to continue a scan that spans ranges.
+            self.respond(pending.client, pending.request_id, {
+                "rows": [[k, v] for k, v in rows], "range_end": self.sm.descriptor.end_key})
+        return True
+
+    def _span_latched(self, start: bytes, end: bytes) -> bool:
+        if not self.latched_keys:
+            return False
+        if end == start + b"\x00":
+            return start in self.latched_keys
+        return any(start <= key < end for key in self.latched_keys)
+
+    def _try_write(self, pending: PendingRequest, now: Timestamp, lease: Lease) -> bool:
+        if not self.group.is_leader:
+            return False  # Leaseholder without leadership: wait for it, or for the lease to move.
+        request = pending.request
+        if isinstance(request, Put):
+            command = commands.Put(request.key, request.value, now, request.op_id, lease.sequence)
+        else:
+            command = commands.Delete(request.key, now, request.op_id, lease.sequence)
+        try:
+            self.group.propose(commands.encode_command(command))
+        except (NotLeader, ProposalQueueFull) as e:
+            self._fail(pending, Unavailable(f"range {self.range_id} cannot take the write now: {e}"))
+            return True
+        pending.proposed = True
+        self.waiting_writes.setdefault(request.op_id, []).append(pending)
+        self.latched_keys[request.key] = self.latched_keys.get(request.key, 0) + 1
+        return True
+
+    # ------------------------------------------------------------------ leases
+
+    def maintain_lease(self, now: Timestamp) -> None:
+        """As Paxos leader: acquire an expired lease, renew our own before it runs out."""
+        if not self.group.is_leader:
+            return
+        attempt = self.lease_attempt
+        if attempt is not None and self.hlc.physical_now_ns() < attempt.deadline_ns:
+            return  # One lease request in flight at a time.
+        lease = self.sm.lease
+        ours = lease.holder == self.node_id
+        if ours and lease.expiration.wall_ns - now.wall_ns > self.config.lease_renew_before_ns:
+            return
+        if not ours and now < lease.expiration:
+            return  # Someone else's lease is still running: wait for it to expire.
+        wanted = request_lease(lease, self.node_id, now, self.config.lease_duration_ns)
+        command = commands.RequestLease(wanted, lease.sequence)
+        try:
+            self.group.propose(commands.encode_command(command))
+        except (NotLeader, ProposalQueueFull):
+            return
+        deadline = self.hlc.physical_now_ns() + self.config.lease_request_timeout_ns
+        self.lease_attempt = _LeaseAttempt(wanted.sequence, deadline)
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, slot: int, value: object) -> None:
+        result = self.sm.apply(slot, value)
+        if result.kind == "lease":
+            self.lease_attempt = None
+        if result.op_id is not None:
+            self._resolve_write(result)
+
+    def _resolve_write(self, result: ApplyResult) -> None:
+        waiters = self.waiting_writes.pop(result.op_id, [])
+        for pending in waiters:
+            self._unlatch(pending)
+            if result.ok:
+                self.respond(pending.client, pending.request_id, None)
+            else:
+                self._fail(pending, NotLeaseholder(
+                    f"write rejected by range {self.range_id}: {result.error}; retry",
+                    leaseholder=None, leaseholder_address=None))
+
+    def _unlatch(self, pending: PendingRequest) -> None:
+        key = pending.request.key
+        count = self.latched_keys.get(key, 0)
+        assert count > 0, f"unlatching {key!r}, which holds no latch"
+        if count == 1:
+            del self.latched_keys[key]
+        else:
+            self.latched_keys[key] = count - 1
+
+    def proposals_dropped(self, values: list[object]) -> None:
+        """The core dropped queued proposals (it lost leadership): they never got a slot."""
+        for value in values:
+            try:
+                command = commands.decode_command(value)
+            except commands.CommandDecodeError:
+                continue
+            if isinstance(command, commands.RequestLease):
+                self.lease_attempt = None
+                continue
+            for pending in self.waiting_writes.pop(command.op_id, []):
+                self._unlatch(pending)
+                self._fail(pending, Unavailable(
+                    f"range {self.range_id} lost leadership before proposing the write; retry"))
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self) -> None:
+        self.expire_requests(self.hlc.physical_now_ns())
+        now = self.hlc.now()
+        self.maintain_lease(now)
+        self.serve_queued()
+
+    def expire_requests(self, physical_now_ns: int) -> None:
+        keep = []
+        for pending in self.queued:
+            if physical_now_ns >= pending.deadline_ns:
+                self._fail(pending, Unavailable(
+                    f"range {self.range_id} could not serve the request in time "
+                    f"(no leaseholder reachable); retry"))
+            else:
+                keep.append(pending)
+        self.queued = keep
+        for op_id in list(self.waiting_writes):
+            waiters = self.waiting_writes[op_id]
+            expired = [p for p in waiters if physical_now_ns >= p.deadline_ns]
+            if not expired:
+                continue
+            for pending in expired:
+                self._unlatch(pending)
+                self._fail(pending, AmbiguousResult(
+                    f"the write to range {self.range_id} was proposed but its outcome is unknown; "
+                    "retrying with the same op_id is safe"))
+            remaining = [p for p in waiters if p not in expired]
+            if remaining:
+                self.waiting_writes[op_id] = remaining
+            else:
+                del self.waiting_writes[op_id]
+
+    def fail_all(self, error: SpanliteError) -> None:
+        for pending in self.queued:
+            self._fail(pending, error)
+        self.queued = []
+        for waiters in self.waiting_writes.values():
+            for pending in waiters:
+                self._fail(pending, error)
+        self.waiting_writes.clear()
+        self.latched_keys.clear()
+
+    def _fail(self, pending: PendingRequest, error: SpanliteError) -> None:
+        self.respond(pending.client, pending.request_id, error)
+
+    # ------------------------------------------------------------------ status
+
+    def leaseholder(self, now: Timestamp) -> int | None:
+        lease = self.sm.lease
+        if lease.holder == 0 or now >= lease.expiration:
+            return None
+        return lease.holder
