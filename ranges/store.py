@@ -88,8 +88,9 @@ def bootstrap_store(engine: Engine, identity: Identity, replicas: tuple[int, ...
 
 
 def range_ids_on_store(engine: Engine) -> list[int]:
-    start, end = keys.range_state_key(0), keys.range_state_key((1 << 63) - 1)
-    return [int.from_bytes(k[1:9], "big") for k, _ in engine.scan(start, end)]
+    start, end = keys.range_state_span()
+    found = (keys.decode_range_state_key(k) for k, _ in engine.scan(start, end))
+    return [range_id for range_id in found if range_id is not None]
 
 
 @dataclass

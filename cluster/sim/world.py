@@ -185,7 +185,7 @@ class SimClient:
         op = self.op
         self.op = None
         self.world.record_complete(self.index, op, result)
-        self.world.schedule(self.world.rng.randrange(0, 20 * MS), self.start_next)
+        self.world.schedule(self.world.rng.randrange(1, 20 * MS), self.start_next)
 
 
 class World:

@@ -1,0 +1,177 @@
+"""Range leases: expiration-based, replicated through the range's log (as in CockroachDB).
+
+A `Lease(holder, start, expiration, sequence)` lets `holder` serve reads from its applied
+state, without a consensus round, while its clock is in `[start, expiration - max_offset)`.
+Leases change only by applying a lease request from the log, with `apply_lease_request`,
+which every replica runs on the same log, so every replica sees the same lease sequence.
+
+Rules:
+- Status (`lease_status`): the holder is VALID in `[start, expiration - max_offset)`, in STASIS
+  in `[expiration - max_offset, expiration)` (it must not serve: another node's clock may be
+  past `expiration` already), and the lease is EXPIRED from `expiration` on, for everyone.
+- Renewal: the holder extends its own lease; start and sequence stay, expiration grows.
+  Commands proposed under the lease (tagged with its sequence) stay valid.
+- Acquisition: another node may request a lease once the current one is expired by its own
+  clock; the new lease has `sequence + 1` and `start >= previous expiration`.
+
+Guarantee 1, disjointness in timestamp space: the `[start, expiration)` intervals of any two
+distinct accepted leases are disjoint. Proof: sequences of accepted leases go 1, 2, 3, ...
+(a new lease is accepted only with `sequence == current.sequence + 1`). Lease k changes only by
+renewals, which are accepted only while k is the current lease (same sequence). Lease k+1 is
+accepted only with `start_{k+1} >= expiration_k` as it stands then; from then on k is not
+current, so no renewal can move `expiration_k` again. Hence
+`start_k < expiration_k <= start_{k+1} < expiration_{k+1} <= ...`: the intervals are ordered.
+
+Guarantee 2, disjointness in real time. Assume (a) any two nodes' physical clocks differ by at
+most `max_offset` at every real instant, and (b) a node's HLC is never below its own physical
+clock and never above the largest physical clock of any node (the HLC rejects remote
+timestamps beyond max offset). Let old lease k be held by A, next lease k+1 by B. B serves only
+at real times t with `hlc_B(t) >= start_{k+1} >= expiration_k`. By (b) some node j has
+`pt_j(t) >= expiration_k`; by (a) `pt_A(t) >= expiration_k - max_offset`; by (b)
+`hlc_A(t) >= pt_A(t)`, so at t A's status for lease k is STASIS or EXPIRED and A does not
+serve. So at no real instant do A and B both serve.
+
+HAZARD: the real-time guarantee holds only while clocks stay within max_offset. A node whose
+clock drifts further must stop serving (the clock layer detects offset and fails fast).
+HAZARD: a lease of duration <= max_offset is all stasis and never serves; keep leases much
+longer than max offset.
+HAZARD: apply-time decisions use only the command and the applied state, never a clock:
+anything clock-dependent here would make replicas diverge.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from clock.timestamp import ZERO, Timestamp
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    holder: int  # Node id; 0 only for NO_LEASE.
+    start: Timestamp
+    expiration: Timestamp  # Exclusive. Invariant: start < expiration for a real lease.
+    sequence: int  # 1, 2, 3, ... per new lease; unchanged by renewal. 0 only for NO_LEASE.
+
+    def __post_init__(self) -> None:
+        problem = _lease_problem(self)
+        if problem is not None:
+            raise ValueError(f"invalid lease {self!r}: {problem}")
+
+    def encode(self) -> list:
+        return [self.holder, self.start.encode(), self.expiration.encode(), self.sequence]
+
+    @staticmethod
+    def decode(raw: object) -> "Lease":
+        if not (isinstance(raw, list) and len(raw) == 4):
+            raise ValueError(f"a lease is [holder, start, expiration, sequence], got {raw!r:.80}")
+        holder, start, expiration, sequence = raw
+        return Lease(holder, Timestamp.decode(start), Timestamp.decode(expiration), sequence)
+
+
+def _lease_problem(lease: Lease) -> str | None:
+    if not (_is_int(lease.holder) and _is_int(lease.sequence)):
+        return "holder and sequence must be ints"
+    if not (isinstance(lease.start, Timestamp) and isinstance(lease.expiration, Timestamp)):
+        return "start and expiration must be Timestamps"
+    if lease.holder < 0 or lease.sequence < 0:
+        return "holder and sequence must not be negative"
+    if lease.sequence == 0:
+        no_lease = lease.holder == 0 and lease.start == ZERO and lease.expiration == ZERO
+        return None if no_lease else "sequence 0 is reserved for NO_LEASE"
+    if lease.holder == 0:
+        return "a lease with a sequence needs a holder"
+    if not lease.start < lease.expiration:
+        return "start must be before expiration"
+    return None
+
+
+NO_LEASE = Lease(holder=0, start=ZERO, expiration=ZERO, sequence=0)
+
+
+class LeaseStatus(enum.Enum):
+    VALID = "valid"  # This node holds the lease and may serve.
+    STASIS = "stasis"  # This node holds it, but within max_offset of expiration: do not serve.
+    EXPIRED = "expired"  # Expired by this node's clock: anyone may request a new lease.
+    NOT_HOLDER = "not_holder"  # Another node holds an unexpired lease: redirect to it.
+    NOT_STARTED = "not_started"  # This node holds it, but its start is still in the future.
+
+
+class LeaseNotExpired(Exception):
+    """A node asked to take over a lease that is not yet expired by its own clock."""
+
+    def __init__(self, current: Lease, now: Timestamp) -> None:
+        super().__init__(
+            f"lease {current.sequence} of node {current.holder} expires at {current.expiration}, "
+            f"now is {now}: wait for it to expire or redirect to node {current.holder}"
+        )
+        self.current = current
+
+
+def stasis_start(lease: Lease, max_offset_ns: int) -> Timestamp:
+    """The first timestamp at which the holder must stop serving."""
+    assert max_offset_ns >= 0, f"max_offset_ns must not be negative: {max_offset_ns}"
+    wall_ns = max(0, lease.expiration.wall_ns - max_offset_ns)
+    return Timestamp(wall_ns, lease.expiration.logical)
+
+
+def lease_status(lease: Lease, node_id: int, now: Timestamp, max_offset_ns: int) -> LeaseStatus:
+    """The status of `lease` as seen by `node_id` whose clock reads `now`."""
+    assert node_id > 0, f"node ids are positive: {node_id}"
+    if now >= lease.expiration:
+        return LeaseStatus.EXPIRED
+    if lease.holder != node_id:
+        return LeaseStatus.NOT_HOLDER
+    if now < lease.start:
+        return LeaseStatus.NOT_STARTED
+    if now >= stasis_start(lease, max_offset_ns):
+        return LeaseStatus.STASIS
+    return LeaseStatus.VALID
+
+
+def request_lease(current: Lease, holder: int, now: Timestamp, duration_ns: int) -> Lease:
+    """The lease `holder` should propose, given the applied `current` lease and its clock.
+
+    Raises `LeaseNotExpired` if another node's lease is not yet expired by `now`.
+    """
+    assert holder > 0, f"node ids are positive: {holder}"
+    assert duration_ns > 0, f"lease duration must be positive: {duration_ns}"
+    if holder == current.holder:
+        expiration = max(current.expiration, now.add_ns(duration_ns))
+        return Lease(holder, current.start, expiration, current.sequence)
+    if now < current.expiration:
+        raise LeaseNotExpired(current, now)
+    start = max(now, current.expiration)
+    return Lease(holder, start, start.add_ns(duration_ns), current.sequence + 1)
+
+
+def apply_lease_request(current: Lease, requested: Lease) -> tuple[Lease, bool, str | None]:
+    """The deterministic apply-time rule: `(new_lease, accepted, reason_if_rejected)`."""
+    if requested.sequence == 0:
+        return current, False, "NO_LEASE cannot be requested"
+    if requested.sequence == current.sequence:
+        return _apply_renewal(current, requested)
+    if requested.sequence != current.sequence + 1:
+        reason = f"lease sequence {requested.sequence} does not follow the current {current.sequence}"
+        return current, False, reason
+    if requested.start < current.expiration:
+        reason = f"new lease would start at {requested.start}, before the previous expiration {current.expiration}"
+        return current, False, reason
+    assert requested.sequence > current.sequence, "new leases move the sequence forward"
+    return requested, True, None
+
+
+def _apply_renewal(current: Lease, requested: Lease) -> tuple[Lease, bool, str | None]:
+    assert requested.sequence == current.sequence, "renewals keep the sequence"
+    if requested.holder != current.holder:
+        return current, False, f"lease {current.sequence} belongs to node {current.holder}"
+    if requested.start != current.start:
+        return current, False, "a renewal must keep the lease start"
+    if requested.expiration <= current.expiration:
+        return current, False, "the renewal does not extend the lease"
+    return requested, True, None

@@ -1,0 +1,222 @@
+"""User keys, size limits, and the engine key layout (docs/ARCHITECTURE.md is the contract).
+
+User keys are bytes in `[KEY_MIN, KEY_MAX)`. Every node keeps everything in one ordered
+engine; this module builds and parses the engine keys of the node identity, the HLC
+high-water mark, the ranges' applied state and dedup records, and the MVCC versions.
+(Paxos acceptor keys, prefix `\\x01`, belong to `paxos_groups/durable.py`.)
+
+MVCC engine key: `\\x03 + escape(user_key) + b"\\x00\\x01" + inv(wall_ns, 8) + inv(logical, 4)`.
+`escape` replaces each `\\x00` by `\\x00\\xff`, so the terminator `\\x00\\x01` never occurs inside
+an escaped key, and `escape(k) + terminator` is prefix-free across keys.
+
+Guarantees:
+- Order: for user keys a < b, every version of a sorts before every version of b; the versions
+  of one key are adjacent and sorted newest (highest timestamp) first. So "the newest version
+  at or below ts" is the first engine key at or after `mvcc_key(key, ts)`.
+- Round trip: `decode_mvcc_key(mvcc_key(k, ts)) == (k, ts)`.
+- `mvcc_span(start, end)` covers exactly the versions of user keys in `[start, end)`.
+
+HAZARD: the layout is persisted. Changing an escape byte, a prefix or a width makes every
+existing store unreadable; change it only together with a migration.
+HAZARD: `KEY_MAX` is `\\xff\\xff`; a user key at or above it would sort after the end of the
+last range and belong to no range. `validate_key` rejects it; every entry point must call it.
+"""
+
+from __future__ import annotations
+
+from clock.timestamp import ENCODED_BYTES, LOGICAL_BYTES, WALL_BYTES, Timestamp
+
+KEY_MIN = b""
+KEY_MAX = b"\xff\xff"  # Exclusive upper bound of the user keyspace.
+
+# Settings. Keys are copied into every version's engine key, every meta entry and every lock,
+# so they are kept small; values are held in memory whole (client buffers, Paxos entries,
+# snapshots), so a value is capped at 1 MiB. Larger blobs should be chunked by the client.
+MAX_KEY_BYTES = 4096
+MAX_VALUE_BYTES = 1 << 20
+
+# Engine key prefixes.
+PREFIX_LOCAL = b"\x00"
+PREFIX_PAXOS = b"\x01"
+PREFIX_RANGE = b"\x02"
+PREFIX_MVCC = b"\x03"
+
+RANGE_ID_BYTES = 8
+RANGE_ID_MAX = (1 << (8 * RANGE_ID_BYTES)) - 1
+_SUFFIX_APPLIED_STATE = b"a"
+_SUFFIX_DEDUP = b"u"
+
+_ESCAPE_FROM = b"\x00"
+_ESCAPE_TO = b"\x00\xff"
+TERMINATOR = b"\x00\x01"
+# Timestamp suffix width of an MVCC engine key.
+TS_SUFFIX_BYTES = ENCODED_BYTES
+_WALL_INV_MAX = (1 << (8 * WALL_BYTES)) - 1
+_LOGICAL_INV_MAX = (1 << (8 * LOGICAL_BYTES)) - 1
+
+
+class BadRequest(ValueError):
+    """A client-supplied key or value breaks a documented limit: the caller must change it."""
+
+
+class InvalidKey(BadRequest):
+    pass
+
+
+class KeyTooLarge(BadRequest):
+    pass
+
+
+class ValueTooLarge(BadRequest):
+    pass
+
+
+def validate_key(key: object) -> None:
+    """Raise a `BadRequest` subclass unless `key` is a storable user key."""
+    if not isinstance(key, bytes):
+        raise InvalidKey(f"keys must be bytes, got {type(key).__name__}; encode strings first")
+    if len(key) > MAX_KEY_BYTES:
+        raise KeyTooLarge(
+            f"key is {len(key)} bytes, the limit is MAX_KEY_BYTES={MAX_KEY_BYTES}; "
+            "use a shorter key (hash or truncate long identifiers)"
+        )
+    if key >= KEY_MAX:
+        raise InvalidKey(
+            f"key {key[:16]!r}... is at or above KEY_MAX={KEY_MAX!r}, which is reserved; "
+            "user keys must sort below it"
+        )
+
+
+def validate_value(value: object) -> None:
+    """Raise a `BadRequest` subclass unless `value` is a storable value."""
+    if not isinstance(value, bytes):
+        raise BadRequest(f"values must be bytes, got {type(value).__name__}; encode them first")
+    if len(value) > MAX_VALUE_BYTES:
+        raise ValueTooLarge(
+            f"value is {len(value)} bytes, the limit is MAX_VALUE_BYTES={MAX_VALUE_BYTES}; "
+            "split large values into chunks under several keys"
+        )
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string that starts with `prefix`."""
+    assert prefix, "the empty prefix covers everything and has no end"
+    stripped = prefix.rstrip(b"\xff")
+    assert stripped, f"prefix of only 0xff bytes has no end: {prefix!r}"
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+# ---------------------------------------------------------------------------------------
+# Node-local and range-local keys
+
+
+def ident_key() -> bytes:
+    return PREFIX_LOCAL + b"ident"
+
+
+def hlc_key() -> bytes:
+    return PREFIX_LOCAL + b"hlc"
+
+
+def _range_prefix(range_id: int) -> bytes:
+    # Real range ids are positive; 0 is allowed here only as a scan lower bound.
+    assert isinstance(range_id, int), f"range_id must be an int, got {type(range_id)}"
+    assert 0 <= range_id <= RANGE_ID_MAX, f"range_id out of range: {range_id}"
+    return PREFIX_RANGE + range_id.to_bytes(RANGE_ID_BYTES, "big")
+
+
+def range_state_key(range_id: int) -> bytes:
+    """Where a range's applied state `{"applied_index", "lease", "descriptor"}` lives."""
+    return _range_prefix(range_id) + _SUFFIX_APPLIED_STATE
+
+
+def range_state_span() -> tuple[bytes, bytes]:
+    """Engine keys `[start, end)` holding every range-local key: applied states AND dedup
+    records, interleaved by range id. Filter with `decode_range_state_key`."""
+    return PREFIX_RANGE, PREFIX_MVCC
+
+
+def decode_range_state_key(engine_key: bytes) -> int | None:
+    """The range id if `engine_key` is a range's applied-state key, else None."""
+    is_state = (
+        len(engine_key) == 1 + RANGE_ID_BYTES + 1
+        and engine_key[:1] == PREFIX_RANGE
+        and engine_key[-1:] == _SUFFIX_APPLIED_STATE
+    )
+    return int.from_bytes(engine_key[1:-1], "big") if is_state else None
+
+
+def range_dedup_prefix(range_id: int) -> bytes:
+    """The prefix of all dedup records of a range; `prefix_end()` of it bounds them."""
+    return _range_prefix(range_id) + _SUFFIX_DEDUP
+
+
+def range_dedup_key(range_id: int, op_id: bytes) -> bytes:
+    assert isinstance(op_id, bytes), f"op_id must be bytes, got {type(op_id)}"
+    assert op_id, "op_id must not be empty"
+    return range_dedup_prefix(range_id) + op_id
+
+
+# ---------------------------------------------------------------------------------------
+# MVCC keys
+
+
+def _escape(user_key: bytes) -> bytes:
+    return user_key.replace(_ESCAPE_FROM, _ESCAPE_TO)
+
+
+def _unescape(escaped: bytes) -> bytes:
+    assert escaped.count(b"\x00") == escaped.count(_ESCAPE_TO), f"bad escaping in {escaped!r}"
+    return escaped.replace(_ESCAPE_TO, _ESCAPE_FROM)
+
+
+def encode_inverted_ts(ts: Timestamp) -> bytes:
+    """12 bytes whose byte order is the reverse of timestamp order (newest first)."""
+    wall = (_WALL_INV_MAX - ts.wall_ns).to_bytes(WALL_BYTES, "big")
+    logical = (_LOGICAL_INV_MAX - ts.logical).to_bytes(LOGICAL_BYTES, "big")
+    return wall + logical
+
+
+def decode_inverted_ts(raw: bytes) -> Timestamp:
+    assert len(raw) == TS_SUFFIX_BYTES, f"an inverted timestamp is {TS_SUFFIX_BYTES} bytes, got {len(raw)}"
+    wall_ns = _WALL_INV_MAX - int.from_bytes(raw[:WALL_BYTES], "big")
+    logical = _LOGICAL_INV_MAX - int.from_bytes(raw[WALL_BYTES:], "big")
+    return Timestamp(wall_ns, logical)
+
+
+def mvcc_prefix_for(user_key: bytes) -> bytes:
+    """The engine-key prefix shared by all versions of `user_key` (and only by them)."""
+    assert isinstance(user_key, bytes), f"user keys are bytes, got {type(user_key)}"
+    return PREFIX_MVCC + _escape(user_key) + TERMINATOR
+
+
+def mvcc_key(user_key: bytes, ts: Timestamp) -> bytes:
+    """The engine key of the version of `user_key` at `ts` (includes the `\\x03` prefix)."""
+    assert isinstance(ts, Timestamp), f"ts must be a Timestamp, got {type(ts)}"
+    return mvcc_prefix_for(user_key) + encode_inverted_ts(ts)
+
+
+def decode_mvcc_key(engine_key: bytes) -> tuple[bytes, Timestamp]:
+    user_key = decode_mvcc_user_key(engine_key)
+    return user_key, decode_inverted_ts(engine_key[-TS_SUFFIX_BYTES:])
+
+
+def decode_mvcc_user_key(engine_key: bytes) -> bytes:
+    """The user key of an MVCC engine key, without decoding the timestamp."""
+    assert engine_key[:1] == PREFIX_MVCC, f"not an MVCC engine key: {engine_key[:16]!r}"
+    terminator_at = len(engine_key) - TS_SUFFIX_BYTES - len(TERMINATOR)
+    assert terminator_at >= 1, f"MVCC engine key too short: {engine_key!r}"
+    assert engine_key[terminator_at : terminator_at + 2] == TERMINATOR, f"no terminator in {engine_key!r}"
+    return _unescape(engine_key[1:terminator_at])
+
+
+def mvcc_span(start_user_key: bytes, end_user_key: bytes) -> tuple[bytes, bytes]:
+    """Engine keys `[engine_start, engine_end)` covering all versions of keys in `[start, end)`.
+
+    Why the bare prefixes work as bounds: any key k >= start has `escape(k) + terminator` >=
+    `escape(start) + terminator` (escaping preserves order and the terminator is smaller than
+    any escaped continuation), and any key k < end sorts below `escape(end) + terminator`.
+    """
+    assert start_user_key <= end_user_key, f"inverted span [{start_user_key!r}, {end_user_key!r})"
+    assert end_user_key <= KEY_MAX, f"span end above KEY_MAX: {end_user_key!r}"
+    return mvcc_prefix_for(start_user_key), mvcc_prefix_for(end_user_key)
