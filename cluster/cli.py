@@ -22,6 +22,7 @@ import sys
 import trio
 
 from clock.settings import DEFAULT_MAX_OFFSET_NS, format_duration, parse_duration
+from bench.cli import add_bench_parser, cmd_bench
 from ranges.api import SpanliteError
 
 
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--nodes", type=int, default=None, help="3 or 5 (default: chosen per seed)")
     sim.add_argument("--steps", type=int, default=None, help="events per seed")
     sim.add_argument("--verbose", action="store_true")
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -105,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         handler = COMMANDS[args.command]
-        return handler(args) or 0
+        try:
+            return handler(args) or 0
+        except BaseExceptionGroup as group:
+            raise _sole_exception(group) from None
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -114,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _sole_exception(group: BaseExceptionGroup) -> BaseException:
+    """trio nurseries wrap errors in groups; a lone error is reported as itself."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group
 
 
 # ---------------------------------------------------------------------------------------
@@ -273,6 +286,7 @@ COMMANDS = {
     "status": cmd_status,
     "demo": cmd_demo,
     "sim": cmd_sim,
+    "bench": cmd_bench,
 }
 
 

@@ -48,6 +48,7 @@ DEFAULT_TIMEOUT_S = 15.0
 BACKOFF_MIN_S = 0.01
 BACKOFF_MAX_S = 0.5
 MAX_ATTEMPTS = 1_000
+MAX_IMMEDIATE_REDIRECTS = 2
 
 
 class ConnectionLost(Unavailable):
@@ -163,6 +164,7 @@ class Client:
         deadline = trio.current_time() + self.timeout_s
         backoff = BACKOFF_MIN_S
         last_error: SpanliteError | None = None
+        redirects_in_a_row = 0
         for _ in range(MAX_ATTEMPTS):
             if trio.current_time() >= deadline:
                 break
@@ -176,8 +178,11 @@ class Client:
                 hint = e.details.get("leaseholder_address")
                 if hint and hint != address:
                     self._leaseholder = hint
-                    continue  # A fresh hint: follow it at once.
-                self._forget(address)
+                    redirects_in_a_row += 1
+                    if redirects_in_a_row <= MAX_IMMEDIATE_REDIRECTS:
+                        continue  # A fresh hint: follow it at once (but never ping-pong hot).
+                else:
+                    self._forget(address)
             except (Unavailable, NotInitialized, RangeKeyMismatch, AmbiguousResult) as e:
                 last_error = e
                 self._forget(address)

@@ -93,7 +93,7 @@ class Node:
         self.config = config
         # An OffsetClock over the real one, so skew can be injected at runtime (tests, chaos).
         self.physical = physical or OffsetClock(SystemClock(), 0)
-        self.listen_host, self.listen_port = transport.parse_address(config.listen)
+        self.listen_host, self.listen_port = transport.parse_address(config.listen, allow_port_zero=True)
         self.store: Store | None = None
         self.peers: transport.PeerTransport | None = None
         self.listener: transport.Listener | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from clock.timestamp import Timestamp
+from clock.timestamp import ZERO, Timestamp
 from paxos_groups.lease import Lease
 from ranges.keys import validate_key, validate_value
 
@@ -108,6 +108,11 @@ class RequestLease:
     TAG = 3
     lease: Lease
     prev_sequence: int
+    # When the proposer proposed it. A node serves under a lease only after applying a lease
+    # command it proposed since its last start (CockroachDB's minLeaseProposedTS): its
+    # applied state may have regressed in a crash, and applying a fresh proposal proves it
+    # has re-applied everything chosen before.
+    proposed_ts: Timestamp = ZERO
 
     def __post_init__(self) -> None:
         if not isinstance(self.lease, Lease):
@@ -117,13 +122,13 @@ class RequestLease:
             raise ValueError(f"lease sequence {self.lease.sequence} cannot follow {self.prev_sequence}")
 
     def encode_fields(self) -> list:
-        return [self.lease.encode(), self.prev_sequence]
+        return [self.lease.encode(), self.prev_sequence, self.proposed_ts.encode()]
 
     @staticmethod
     def decode_fields(fields: list) -> "RequestLease":
-        _expect_arity(fields, 2, "request_lease")
-        lease, prev_sequence = fields
-        return RequestLease(Lease.decode(lease), prev_sequence)
+        _expect_arity(fields, 3, "request_lease")
+        lease, prev_sequence, proposed_ts = fields
+        return RequestLease(Lease.decode(lease), prev_sequence, Timestamp.decode(proposed_ts))
 
 
 Command = Put | Delete | RequestLease

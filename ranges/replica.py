@@ -93,6 +93,13 @@ class Replica:
     # key -> number of writes proposed here and not yet resolved (latches).
     latched_keys: dict[bytes, int] = field(default_factory=dict)
     lease_attempt: _LeaseAttempt | None = None
+    # See commands.RequestLease.proposed_ts: set at construction (store start), and the
+    # lease becomes usable here once a lease command proposed after it has applied.
+    started_ts: Timestamp | None = None
+    lease_usable: bool = False
+
+    def __post_init__(self) -> None:
+        self.started_ts = self.hlc.now()
 
     @property
     def range_id(self) -> int:
@@ -143,6 +150,8 @@ class Replica:
 
     def _lease_status(self, lease: Lease, now: Timestamp) -> LeaseStatus:
         status = lease_status(lease, self.node_id, now, self.hlc.max_offset_ns)
+        if status is LeaseStatus.VALID and not self.lease_usable:
+            return LeaseStatus.STASIS  # Held from before a restart: renew before serving.
         if "lease-without-stasis" in self.bugs and status is LeaseStatus.STASIS:
             return LeaseStatus.VALID  # Planted bug: serve through the stasis period.
         return status
@@ -151,6 +160,8 @@ class Replica:
         """Another node that may be serving this range, or None when we should wait here."""
         if lease.holder not in (0, self.node_id) and now < lease.expiration:
             return lease.holder
+        if lease.holder == self.node_id and now < lease.expiration:
+            return None  # Ours but not usable yet (stasis, or from before a restart): wait here.
         if self.group.is_leader:
             return None  # We will acquire the lease.
         hint = self.group.leader_hint
@@ -207,12 +218,13 @@ class Replica:
             return  # One lease request in flight at a time.
         lease = self.sm.lease
         ours = lease.holder == self.node_id
-        if ours and lease.expiration.wall_ns - now.wall_ns > self.config.lease_renew_before_ns:
+        fresh_enough = lease.expiration.wall_ns - now.wall_ns > self.config.lease_renew_before_ns
+        if ours and fresh_enough and self.lease_usable:
             return
         if not ours and now < lease.expiration:
             return  # Someone else's lease is still running: wait for it to expire.
         wanted = request_lease(lease, self.node_id, now, self.config.lease_duration_ns)
-        command = commands.RequestLease(wanted, lease.sequence)
+        command = commands.RequestLease(wanted, lease.sequence, now)
         try:
             self.group.propose(commands.encode_command(command))
         except (NotLeader, ProposalQueueFull):
@@ -226,8 +238,18 @@ class Replica:
         result = self.sm.apply(slot, value)
         if result.kind == "lease":
             self.lease_attempt = None
+            self._note_lease_applied(value)
         if result.op_id is not None:
             self._resolve_write(result)
+
+    def _note_lease_applied(self, value: object) -> None:
+        if self.sm.lease.holder != self.node_id:
+            self.lease_usable = False
+            return
+        command = commands.decode_command(value)
+        assert isinstance(command, commands.RequestLease), "a lease result from a non-lease command"
+        if command.lease.holder == self.node_id and command.proposed_ts >= self.started_ts:
+            self.lease_usable = True
 
     def _resolve_write(self, result: ApplyResult) -> None:
         waiters = self.waiting_writes.pop(result.op_id, [])

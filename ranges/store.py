@@ -25,6 +25,7 @@ import cbor2
 
 from clock.hlc import ClockOffsetError, HybridLogicalClock
 from clock.timestamp import Timestamp
+from paxos_groups.core_types import KNOWN_BUGS as CORE_BUGS
 from paxos_groups.core import GroupConfig, PaxosGroup
 from paxos_groups.durable import load_durable_state, needs_sync, ready_to_batch
 from paxos_groups.engine import Engine
@@ -54,6 +55,8 @@ class StoreConfig:
     group: GroupConfig = field(default_factory=GroupConfig)
     replica: ReplicaConfig = field(default_factory=ReplicaConfig)
     liveness_window_ns: int = 3_000_000_000
+    liveness_ping_ticks: int = 10
+    suspect_after_ns: int = 1_200_000_000
 
 
 @dataclass
@@ -123,6 +126,8 @@ class Store:
         self._responses: list[tuple[Any, int, Any]] = []
         # Test hook (the simulator's checkers): called with (range_id, slot, value) per applied entry.
         self.apply_observer = None
+        self._ticks = 0
+        self._started_ns = hlc.physical_now_ns()
         for range_id in range_ids_on_store(engine):
             self._load_replica(range_id)
 
@@ -134,7 +139,7 @@ class Store:
         state = load_durable_state(self.engine, range_id)
         group = PaxosGroup(
             range_id, self.node_id, tuple(descriptor.replicas), state, self.config.group,
-            random.Random(self.rng.getrandbits(64)), bugs=self.bugs, applied_index=sm.applied_index)
+            random.Random(self.rng.getrandbits(64)), bugs=self.bugs & CORE_BUGS, applied_index=sm.applied_index)
         self.replicas[range_id] = Replica(
             self.node_id, group, sm, self.hlc, self.config.replica, self._respond,
             self.identity.nodes.get, bugs=self.bugs)
@@ -142,9 +147,29 @@ class Store:
     # ------------------------------------------------------------------ inputs
 
     def tick(self) -> None:
+        self._ticks += 1
+        if self._ticks % self.config.liveness_ping_ticks == 0:
+            self._ping_peers()
+        now_ns = self.hlc.physical_now_ns()
         for replica in self.replicas.values():
+            leader = replica.group.leader_hint
+            if leader is not None and leader != self.node_id and self._suspect(leader, now_ns):
+                # A quiesced follower waits ~10x longer to elect; a dead leader's node
+                # must not cost that. Node liveness (pings) tells us sooner.
+                replica.group.wake()
             replica.group.tick()
             replica.tick()
+
+    def _suspect(self, node_id: int, now_ns: int) -> bool:
+        heard = self.last_heard_ns.get(node_id, self._started_ns)
+        return now_ns - heard > self.config.suspect_after_ns
+
+    def _ping_peers(self) -> None:
+        """Node-level liveness (and a clock reading): an empty frame to every peer.
+        Groups quiesce when idle, so group traffic alone cannot tell who is up."""
+        for node_id in self.identity.nodes:
+            if node_id != self.node_id:
+                self._outbound.setdefault(node_id, [])
 
     def receive_peer_frame(self, from_node: int, frame: object) -> None:
         """A frame from a peer: `{"ts": [wall, logical], "m": [encoded messages]}`. Never raises."""

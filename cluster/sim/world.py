@@ -88,6 +88,7 @@ class SimNode:
     inbox: list = field(default_factory=list)
     process_scheduled: bool = False
     incarnation: int = 0
+    starting: bool = False
 
 
 @dataclass
@@ -108,6 +109,7 @@ class SimClient:
         self.op: ClientOp | None = None
         self.target: int = 1 + index % world.config.nodes
         self.seq = 0
+        self.attempts = 0
         self.final_keys: list[bytes] | None = None
 
     def start_next(self) -> None:
@@ -136,10 +138,15 @@ class SimClient:
             return Put(key, b"v%d-%d" % (self.index, self.seq), op_id)
         return Delete(key, op_id)
 
+    def _next_attempt(self, op: ClientOp) -> int:
+        """Attempt ids are unique per client, so a late answer never matches a later op."""
+        self.attempts += 1
+        op.attempt = self.attempts
+        return op.attempt
+
     def _send_attempt(self) -> None:
         op = self.op
-        op.attempt += 1
-        attempt = op.attempt
+        attempt = self._next_attempt(op)
         self.world.send_request(self, attempt, self.target, op.request)
         self.world.schedule(self.world.config.attempt_timeout_ns, lambda: self._attempt_timed_out(op, attempt))
 
@@ -158,8 +165,7 @@ class SimClient:
             return
         self.target = hint if hint else 1 + world.rng.randrange(world.config.nodes)
         delay = 0 if hint else world.rng.randrange(5 * MS, 40 * MS)
-        op.attempt += 1  # Invalidate the pending timeout of the previous attempt.
-        attempt = op.attempt
+        attempt = self._next_attempt(op)  # Invalidates the previous attempt's timeout.
         world.schedule(delay, lambda: self._resend(op, attempt))
 
     def _resend(self, op: ClientOp, attempt: int) -> None:
@@ -251,16 +257,31 @@ class World:
                                  high_water_ns=high_water, persist_high_water=persist,
                                  high_water_window_ns=100 * MS)
         rng = random.Random(self.rng.getrandbits(64))
-        node.store = Store(engine, hlc, self.store_config(), rng, self.config.bugs)
         node.incarnation += 1
+        node.starting = True
+        # As cluster/node.py does: wait until the physical clock passes the persisted HLC
+        # high-water mark before serving, or peers reject our timestamps as too far ahead.
+        lead_ns = hlc.restart_floor_lead_ns()
+        self.schedule(lead_ns, lambda: self._serve(node_id, node.incarnation, hlc, rng))
+
+    def _serve(self, node_id: int, incarnation: int, hlc: HybridLogicalClock, rng: random.Random) -> None:
+        node = self.nodes[node_id]
+        if node.incarnation != incarnation or not node.starting:
+            return  # Crashed again while starting.
+        node.starting = False
+        node.store = Store(node.engine, hlc, self.store_config(), rng, self.config.bugs)
         for observer in self.observers:
             observer.store_started(self, node_id, node.store)
+        self._schedule_process(node_id)
 
     def crash(self, node_id: int) -> None:
         node = self.nodes[node_id]
-        if node.store is None:
+        if node.store is None and not node.starting:
             return
         node.store = None
+        node.starting = False
+        node.incarnation += 1
+        node.process_scheduled = False
         node.inbox.clear()
         keep = self.rng.randrange(node.engine.pending_batches + 1)
         node.engine.crash(keep_pending_batches=keep)
@@ -269,11 +290,10 @@ class World:
 
     def restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
-        if node.store is not None:
+        if node.store is not None or node.starting:
             return
         self._start_store(node_id)
         self.trace.append(f"{self.now_ns} restart {node_id}")
-        self._schedule_process(node_id)
 
     def live_nodes(self) -> list[int]:
         return [i for i, node in sorted(self.nodes.items()) if node.store is not None]

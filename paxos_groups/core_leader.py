@@ -1,0 +1,206 @@
+"""The leader half of `PaxosGroup`: phase-1 completion, proposing, pipelining, heartbeats,
+retransmission, check-quorum, catch-up and snapshot requests.
+
+A mixin, split out of `core.py` only to keep files short: it shares all of PaxosGroup's
+state (declared, with its invariants, in `PaxosGroup.__init__`) and is never used alone.
+Everything here runs only while `self._role == LEADER` (asserted where it matters).
+See `core.py` for the guarantees and the durability contract.
+"""
+
+from __future__ import annotations
+
+from paxos_groups.ballot import Ballot
+from paxos_groups.core_types import (
+    BUG_SKIP_REPROPOSAL,
+    EVENT_ELECTED,
+    LEADER,
+    NOOP,
+    FollowerProgress,
+    InflightSlot,
+)
+from paxos_groups.messages import Accept, Accepted, Chosen, Heartbeat, HeartbeatAck, InstallSnapshot
+
+
+class LeaderRole:
+    """Leader-only methods of PaxosGroup (see the module docstring)."""
+
+    def _become_leader(self) -> None:
+        from_slot = self._phase1_from
+        highest = self._highest_accepted_per_slot()
+        self._become(EVENT_ELECTED)
+        self._leader_hint = self._node_id
+        self._progress = {peer: FollowerProgress() for peer in self._peers}
+        self._heartbeat_elapsed = 0
+        self._check_quorum_elapsed = 0
+        top = max(highest, default=from_slot - 1)
+        self._next_slot = max(top, self._chosen_upto) + 1
+        for slot in range(max(from_slot, self._chosen_upto + 1), top + 1):
+            if slot > self._chosen_upto:  # a one-node group chooses as it goes
+                self._propose_at(slot, self._reproposal_value(slot, highest))
+        self._broadcast_heartbeat()
+
+    def _highest_accepted_per_slot(self) -> dict[int, tuple[Ballot, object]]:
+        highest: dict[int, tuple[Ballot, object]] = {}
+        for entries in self._promises.values():
+            for slot, ballot, value in entries:
+                best = highest.get(slot)
+                if best is not None and best[0] == ballot:
+                    assert best[1] == value, f"slot {slot} has two values at ballot {ballot}"
+                if best is None or ballot > best[0]:
+                    highest[slot] = (ballot, value)
+        return highest
+
+    def _reproposal_value(self, slot: int, highest: dict[int, tuple[Ballot, object]]) -> object:
+        if slot in self._known_chosen:
+            return self._accepted[slot][1]  # we know the chosen value: Paxos would pick it too
+        if BUG_SKIP_REPROPOSAL in self._bugs:
+            return NOOP  # BUG: ignores what a quorum reported accepted
+        best = highest.get(slot)
+        return best[1] if best is not None else NOOP
+
+    def _propose_at(self, slot: int, value: object) -> None:
+        assert self._role == LEADER, "only the leader proposes"
+        assert slot > self._chosen_upto and slot not in self._inflight, f"slot {slot} proposed twice"
+        self._store_accepted(slot, self._ballot, value)
+        self._inflight[slot] = InflightSlot(value, {self._node_id}, self._tick_count)
+        for peer in self._peers:
+            self._out_accepts.setdefault(peer, {})[slot] = value
+        if self._quorum == 1:
+            self._learn_chosen_slot(slot)
+            self._advance_chosen()
+
+    def _fill_window(self) -> None:
+        while self._pending and len(self._inflight) < self._config.max_inflight_slots:
+            slot = self._next_slot
+            self._next_slot += 1
+            self._propose_at(slot, self._pending.popleft())
+
+    def _tick_leader(self) -> None:
+        self._heartbeat_elapsed += 1
+        self._check_quorum_elapsed += 1
+        interval = self._config.quiesced_heartbeat_ticks if self._quiesced else self._config.heartbeat_ticks
+        if self._heartbeat_elapsed >= interval:
+            self._broadcast_heartbeat()
+            self._retransmit_unacked_accepts()
+        scale = self._config.quiesced_scale if self._quiesced else 1
+        if self._config.stickiness and self._check_quorum_elapsed >= self._config.election_ticks_max * scale:
+            self._check_quorum()
+
+    def _broadcast_heartbeat(self) -> None:
+        self._heartbeat_elapsed = 0
+        self._quiesced = self._config.quiesce and self._can_quiesce()
+        self._heartbeat_commit = self._chosen_upto
+        for peer in self._peers:
+            self._send(peer, Heartbeat(self._group_id, self._ballot, self._chosen_upto, self._quiesced))
+
+    def _can_quiesce(self) -> bool:
+        if self._inflight or self._pending:
+            return False
+        return all(p.chosen_upto == self._chosen_upto for p in self._progress.values())
+
+    def _unquiesce_leader(self) -> None:
+        self._quiesced = False  # the next Accept or Heartbeat (flag off) wakes the followers
+
+    def _retransmit_unacked_accepts(self) -> None:
+        # Accepts or their replies get dropped: resend slots a follower has not acked yet.
+        for slot, inflight in self._inflight.items():
+            if self._tick_count - inflight.sent_tick < self._config.heartbeat_ticks:
+                continue
+            inflight.sent_tick = self._tick_count
+            for peer in self._peers:
+                if peer not in inflight.acks:
+                    self._out_accepts.setdefault(peer, {})[slot] = inflight.value
+
+    def _check_quorum(self) -> None:
+        self._check_quorum_elapsed = 0
+        active = 1 + sum(1 for p in self._progress.values() if p.recent_active)
+        for progress in self._progress.values():
+            progress.recent_active = False
+        if active < self._quorum:
+            self._step_down()
+            self._leader_hint = None
+
+    def _maybe_catch_up(self, peer: int) -> None:
+        progress = self._progress[peer]
+        target = min(self._chosen_upto, self._heartbeat_commit)
+        if progress.chosen_upto >= target:
+            return
+        start = progress.chosen_upto + 1
+        if start < self._first_index:
+            self._request_snapshot(peer, progress)
+            return
+        recently_sent = self._tick_count - progress.catchup_sent_tick < self._config.heartbeat_ticks
+        if progress.catchup_sent_upto > progress.chosen_upto and recently_sent:
+            return  # that chunk is on its way; resending on every duplicate ack would amplify
+        upto = min(target, start + self._config.max_entries_per_message - 1)
+        entries = tuple((slot, self._accepted[slot][1]) for slot in range(start, upto + 1))
+        self._send(peer, Chosen(self._group_id, self._ballot, entries))
+        progress.catchup_sent_upto = upto
+        progress.catchup_sent_tick = self._tick_count
+
+    def _request_snapshot(self, peer: int, progress: FollowerProgress) -> None:
+        # Wait an election timeout before asking again: the caller may be streaming one.
+        if self._tick_count - progress.snapshot_requested_tick < self._config.election_ticks_max:
+            return
+        progress.snapshot_requested_tick = self._tick_count
+        self._out_snapshot_requests.append(peer)
+
+    def send_snapshot(self, to_node: int, index: int, data: object) -> bool:
+        """Send the state machine's state after slot `index` to a follower that asked for
+        one (`Ready.snapshot_requests`). Returns False, sending nothing, if this replica lost
+        leadership meanwhile: only a leader's snapshot is wanted, and the new leader will ask
+        its own caller for one."""
+        if self._role != LEADER:
+            return False
+        assert to_node in self._peers, f"node {to_node} is not a peer in group {self._group_id}"
+        assert self._first_index - 1 <= index <= self._chosen_upto, (
+            f"snapshot at {index} does not cover the truncated log (first_index "
+            f"{self._first_index}) or covers unchosen slots (chosen_upto {self._chosen_upto})"
+        )
+        self._send(to_node, InstallSnapshot(self._group_id, self._ballot, index, data))
+        return True
+
+    def _on_accepted(self, frm: int, m: Accepted) -> None:
+        if self._role != LEADER or m.ballot != self._ballot:
+            return
+        progress = self._progress[frm]
+        progress.recent_active = True
+        progress.chosen_upto = m.chosen_upto
+        for slot in m.slots:
+            inflight = self._inflight.get(slot)
+            if inflight is None:
+                continue
+            inflight.acks.add(frm)
+            if len(inflight.acks) >= self._quorum:
+                self._learn_chosen_slot(slot)
+        self._advance_chosen()
+        self._fill_window()
+
+    def _on_heartbeat_ack(self, frm: int, m: HeartbeatAck) -> None:
+        if self._role != LEADER or m.ballot != self._ballot:
+            return
+        progress = self._progress[frm]
+        progress.recent_active = True
+        progress.chosen_upto = m.chosen_upto
+        progress.max_accepted_slot = m.max_accepted_slot
+        self._maybe_catch_up(frm)
+
+    def _learn_chosen_slot(self, slot: int) -> None:
+        """Learner rule (a): a quorum accepted `slot` at our ballot."""
+        inflight = self._inflight.pop(slot)
+        assert self._accepted[slot] == (self._ballot, inflight.value), f"leader lost its own accept of slot {slot}"
+        self._known_chosen.add(slot)
+
+    def _flush_accepts(self) -> list[tuple[int, object]]:
+        if self._role != LEADER:
+            self._out_accepts.clear()
+            return []
+        messages = []
+        chunk = self._config.max_entries_per_message
+        for peer, by_slot in self._out_accepts.items():
+            entries = sorted(by_slot.items())
+            for i in range(0, len(entries), chunk):
+                batch = tuple(entries[i : i + chunk])
+                messages.append((peer, Accept(self._group_id, self._ballot, batch, self._chosen_upto)))
+        self._out_accepts.clear()
+        return messages
