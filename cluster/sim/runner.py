@@ -47,6 +47,8 @@ def config_for_seed(seed: int, bug: str | None, nodes: int | None = None) -> Sim
     config.net_delay_max_ns = rng.choice((2 * MS, 5 * MS, 15 * MS))
     config.fault_interval_ns = rng.choice((400 * MS, 800 * MS, 1500 * MS))
     config.clients = rng.choice((3, 5))
+    # Larger max offsets make clock-skew bugs visible at tick granularity (50 ms).
+    config.max_offset_ns = rng.choice((20 * MS, 100 * MS, 250 * MS))
     config.bugs = frozenset([bug]) if bug else frozenset()
     return config
 
@@ -60,6 +62,11 @@ class FaultSchedule:
         self.max_offset_ns = world.config.max_offset_ns
 
     def start(self) -> None:
+        # Clocks start skewed (within ±max_offset/2, so any two differ by at most max_offset):
+        # leases and commit-wait must hold under skew from the first instant.
+        half = self.max_offset_ns // 2
+        for node_id in sorted(self.world.skew_ns):
+            self.world.skew_ns[node_id] = self.rng.randrange(-half, half + 1)
         self.world.schedule(self.world.config.fault_interval_ns, self._next_fault)
 
     def _next_fault(self) -> None:
