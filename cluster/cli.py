@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     kv = sub.add_parser("kv", help="read and write keys")
     kv.add_argument("--host", required=True, type=_addresses, metavar="HOST:PORT[,...]")
     kv.add_argument("--timeout", type=_duration, default=parse_duration("15s"), metavar="DURATION")
-    kv_sub = kv.add_subparsers(dest="kv_command", required=True, metavar="put|get|del|scan")
+    kv_sub = kv.add_subparsers(dest="kv_command", required=True, metavar="put|get|del|scan|split")
     put = kv_sub.add_parser("put", help="write KEY = VALUE")
     put.add_argument("key")
     put.add_argument("value")
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("start")
     scan.add_argument("end")
     scan.add_argument("--limit", type=int, metavar="N")
+    split = kv_sub.add_parser("split", help="split the range holding KEY at KEY")
+    split.add_argument("key")
 
     status = sub.add_parser("status", help="nodes and ranges")
     status.add_argument("--host", required=True, type=_addresses, metavar="HOST:PORT[,...]")
@@ -203,6 +205,10 @@ async def _kv(db, args) -> int:
         return 0
     if command == "del":
         await db.delete(args.key.encode())
+        return 0
+    if command == "split":
+        left, right = await db.admin_split(args.key.encode())
+        print(f"split range {left.range_id} at {args.key!r}: new range {right.range_id}")
         return 0
     if args.limit is not None and args.limit <= 0:
         raise CliError("--limit must be a positive number")

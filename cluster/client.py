@@ -14,6 +14,7 @@ once. Every acknowledged operation is linearizable.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import random
@@ -24,6 +25,7 @@ import trio
 
 from cluster import transport
 from ranges.api import (
+    AdminSplit,
     AmbiguousResult,
     Delete,
     Get,
@@ -40,7 +42,8 @@ from ranges.api import (
     decode_error,
     encode_request,
 )
-from ranges.keys import KEY_MAX, validate_key, validate_value
+from ranges.descriptor import RangeDescriptor
+from ranges.keys import KEY_MAX, validate_key, validate_split_key, validate_value
 
 log = logging.getLogger("spanlite.client")
 
@@ -56,47 +59,91 @@ class ConnectionLost(Unavailable):
 
 
 class _Connection:
-    """A multiplexed connection to one node. Responses are matched by request id."""
+    """A multiplexed connection to one node. Responses are matched by request id.
+
+    Requests are not written by the calling task: `call` queues the frame and parks the
+    task; one writer task sends every frame queued meanwhile with one `send_all`, and the
+    reader task wakes each caller directly (`trio.lowlevel.reschedule`) with its response.
+    With many tasks sharing a connection that is one syscall per batch instead of one per
+    request, and no Lock or Event per call.
+    """
+
+    # A limit on everything: frames queued beyond this wait for the writer (backpressure).
+    OUTBOX_FRAMES_MAX = 4096
 
     def __init__(self, address: str, conn) -> None:
         self.address = address
         self.conn = conn
         self.next_id = 0
-        self.waiters: dict[int, list] = {}  # id -> [trio.Event, frame]
+        self.waiters: dict[int, list] = {}  # id -> [parked task, response frame or None]
         self.broken: Exception | None = None
-        self.send_lock = trio.Lock()
+        self._outbox: list[dict] = []
+        self._writer_wakeup = trio.Event()
+        self._outbox_space = trio.Event()
 
     async def reader(self) -> None:
+        """Run the connection (reader and writer) until it breaks; started once per connection."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer)
+            await self._read_loop()
+            nursery.cancel_scope.cancel()
+
+    async def _read_loop(self) -> None:
         try:
             while True:
                 frame = await self.conn.receive()
                 waiter = self.waiters.pop(frame.get("id"), None) if isinstance(frame, dict) else None
                 if waiter is not None:
                     waiter[1] = frame
-                    waiter[0].set()
+                    trio.lowlevel.reschedule(waiter[0])
         except Exception as e:  # noqa: BLE001 - any failure ends this connection, callers retry.
             self._break(e)
 
+    async def _writer(self) -> None:
+        try:
+            while self.broken is None:
+                if not self._outbox:
+                    self._writer_wakeup = trio.Event()
+                    await self._writer_wakeup.wait()
+                    continue
+                frames, self._outbox = self._outbox, []
+                self._outbox_space.set()
+                await self.conn.send_many(frames)
+        except Exception as e:  # noqa: BLE001 - any failure ends this connection, callers retry.
+            self._break(e)
+            with trio.CancelScope(shield=True):
+                await self.conn.aclose()  # wakes the reader, which ends the connection
+
     def _break(self, error: Exception) -> None:
-        self.broken = error
-        for event, _ in self.waiters.values():
-            event.set()
-        self.waiters.clear()
+        if self.broken is None:
+            self.broken = error
+        waiters, self.waiters = self.waiters, {}
+        for task, _ in waiters.values():
+            trio.lowlevel.reschedule(task)  # with no frame: the caller raises ConnectionLost
+        self._writer_wakeup.set()
+        self._outbox_space.set()
 
     async def call(self, request: Request) -> object:
         if self.broken is not None:
             raise ConnectionLost(f"connection to {self.address} is broken: {self.broken}")
+        while len(self._outbox) >= self.OUTBOX_FRAMES_MAX:
+            self._outbox_space = trio.Event()
+            await self._outbox_space.wait()
+            if self.broken is not None:
+                raise ConnectionLost(f"connection to {self.address} is broken: {self.broken}")
         self.next_id += 1
         request_id = self.next_id
-        waiter = [trio.Event(), None]
+        self._outbox.append({"id": request_id, "req": encode_request(request)})
+        self._writer_wakeup.set()
+        waiter = [trio.lowlevel.current_task(), None]
         self.waiters[request_id] = waiter
-        try:
-            async with self.send_lock:
-                await self.conn.send({"id": request_id, "req": encode_request(request)})
-        except Exception as e:  # noqa: BLE001
-            self._break(e)
-            raise ConnectionLost(f"lost connection to {self.address}: {e}") from None
-        await waiter[0].wait()
+
+        def abort(_raise_cancel) -> trio.lowlevel.Abort:
+            # Cancelled (deadline): forget the waiter; a late response is ignored.
+            self.waiters.pop(request_id, None)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
         frame = waiter[1]
         if frame is None:
             raise ConnectionLost(f"lost connection to {self.address}: {self.broken}")
@@ -116,7 +163,8 @@ class Client:
         self._nursery = nursery
         self._connections: dict[str, _Connection] = {}
         self._dial_locks: dict[str, trio.Lock] = {}
-        self._leaseholder: str | None = None
+        self._leaseholder: str | None = None  # For keys of ranges we have no hint for.
+        self._hints = LeaseholderHints()
         self._rotation = random.randrange(len(addresses))
 
     # ------------------------------------------------------------------ public API
@@ -150,6 +198,12 @@ class Client:
             start = result["range_end"]
         return rows
 
+    async def admin_split(self, key: bytes) -> tuple[RangeDescriptor, RangeDescriptor]:
+        """Split the range holding `key` at `key`, through consensus. Returns (left, right)."""
+        validate_split_key(key)
+        result = await self._request(AdminSplit(key))
+        return RangeDescriptor.decode(result["left"]), RangeDescriptor.decode(result["right"])
+
     async def status(self) -> dict:
         return await self._request(Status())
 
@@ -168,7 +222,7 @@ class Client:
         for _ in range(MAX_ATTEMPTS):
             if trio.current_time() >= deadline:
                 break
-            address = self._choose_address()
+            address = self._choose_address(request)
             try:
                 with trio.fail_after(max(0.001, deadline - trio.current_time())):
                     connection = await self._connect(address)
@@ -177,15 +231,15 @@ class Client:
                 last_error = e
                 hint = e.details.get("leaseholder_address")
                 if hint and hint != address:
-                    self._leaseholder = hint
+                    self._remember_leaseholder(e.details.get("descriptor"), hint)
                     redirects_in_a_row += 1
                     if redirects_in_a_row <= MAX_IMMEDIATE_REDIRECTS:
                         continue  # A fresh hint: follow it at once (but never ping-pong hot).
                 else:
-                    self._forget(address)
+                    self._forget(request, address)
             except (Unavailable, NotInitialized, RangeKeyMismatch, AmbiguousResult) as e:
                 last_error = e
-                self._forget(address)
+                self._forget(request, address)
             except trio.TooSlowError:
                 break
             await trio.sleep(backoff * (0.5 + random.random()))
@@ -195,13 +249,28 @@ class Client:
             + (f"; last error: {last_error.message}" if last_error else "")
             + "; check that a majority of nodes is up (`spanlite status`)")
 
-    def _choose_address(self) -> str:
+    def _choose_address(self, request: Request) -> str:
+        key = _routing_key(request)
+        hinted = self._hints.lookup(key) if key is not None else None
+        if hinted is not None:
+            return hinted
         if self._leaseholder is not None:
             return self._leaseholder
         self._rotation = (self._rotation + 1) % len(self.addresses)
         return self.addresses[self._rotation]
 
-    def _forget(self, address: str) -> None:
+    def _remember_leaseholder(self, raw_descriptor: object, address: str) -> None:
+        try:
+            descriptor = RangeDescriptor.decode(raw_descriptor)
+        except (ValueError, TypeError, KeyError):
+            self._leaseholder = address
+            return
+        self._hints.remember(descriptor, address)
+
+    def _forget(self, request: Request, address: str) -> None:
+        key = _routing_key(request)
+        if key is not None:
+            self._hints.forget(key, address)
         if self._leaseholder == address:
             self._leaseholder = None
 
@@ -231,6 +300,41 @@ class Client:
             except Exception:  # noqa: BLE001 - closing; nothing to report.
                 pass
         self._connections.clear()
+
+
+class LeaseholderHints:
+    """Which node to ask for which key span: learned from NotLeaseholder redirects, which
+    carry the range's descriptor. Spans never overlap; a newer one replaces what it covers."""
+
+    def __init__(self) -> None:
+        self._starts: list[bytes] = []
+        self._entries: list[tuple[bytes, bytes, str]] = []  # (start, end, address), sorted
+
+    def lookup(self, key: bytes) -> str | None:
+        i = bisect.bisect_right(self._starts, key) - 1
+        if i >= 0 and key < self._entries[i][1]:
+            return self._entries[i][2]
+        return None
+
+    def remember(self, descriptor: RangeDescriptor, address: str) -> None:
+        start, end = descriptor.start_key, descriptor.end_key
+        kept = [e for e in self._entries if e[1] <= start or e[0] >= end]
+        kept.append((start, end, address))
+        kept.sort()
+        self._entries = kept
+        self._starts = [e[0] for e in kept]
+
+    def forget(self, key: bytes, address: str) -> None:
+        i = bisect.bisect_right(self._starts, key) - 1
+        if i >= 0 and key < self._entries[i][1] and self._entries[i][2] == address:
+            del self._entries[i]
+            del self._starts[i]
+
+
+def _routing_key(request: Request) -> bytes | None:
+    if isinstance(request, Scan):
+        return request.start
+    return getattr(request, "key", None)
 
 
 def _op_id() -> bytes:

@@ -12,6 +12,7 @@ from the node being initialized) before it starts its Store.
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import uuid
@@ -61,14 +62,23 @@ class NodeConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     bugs: frozenset[str] = frozenset()
     seed: int | None = None
+    # fsync each cycle's batch in a worker thread, holding the cycle's output until it is
+    # durable (`_SyncPipeline`), instead of blocking the event loop in the engine write.
+    defer_syncs: bool = True
 
 
 class _ClientSession:
-    """One client connection: responses are queued to a sender task, never awaited by the loop."""
+    """One client connection: responses are queued to a sender task, never awaited by the loop.
+
+    The sender writes every response queued since it last woke with one `send_all`: a loop
+    cycle that answers many requests of one client costs one syscall, not one per response.
+    """
 
     def __init__(self, conn) -> None:
         self.conn = conn
-        self.send_channel, self.receive_channel = trio.open_memory_channel(CLIENT_OUTBOX_CAPACITY)
+        # Invariant: len(outbox) <= CLIENT_OUTBOX_CAPACITY (beyond it the session closes).
+        self.outbox: list[dict] = []
+        self.wakeup = trio.Event()
         self.closed = False
 
     def deliver(self, request_id: int, result: Any) -> None:
@@ -78,13 +88,98 @@ class _ClientSession:
             frame = {"id": request_id, "err": result.encode()}
         else:
             frame = {"id": request_id, "ok": result}
-        try:
-            self.send_channel.send_nowait(frame)
-        except trio.WouldBlock:
+        if len(self.outbox) >= CLIENT_OUTBOX_CAPACITY:
             log.error("client is not reading its responses; closing its connection")
-            self.closed = True
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self.closed = True
+            self.close()
+            return
+        self.outbox.append(frame)
+        self.wakeup.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.outbox = []
+        self.wakeup.set()
+
+    async def send_queued(self) -> None:
+        """Send queued responses until the session closes (then return)."""
+        while not self.closed:
+            if not self.outbox:
+                self.wakeup = trio.Event()
+                await self.wakeup.wait()
+                continue
+            frames, self.outbox = self.outbox, []
+            await self.conn.send_many(frames)
+
+
+class _SyncPipeline:
+    """Group commit with the fsync off the event loop (for engines that can defer syncs).
+
+    The engine writes each cycle's synced batch to its WAL without syncing and counts the
+    request (`RocksEngine.defer_syncs`). Every cycle's output (peer frames, client
+    responses) is held here, tagged with `syncs_requested` as of the end of its cycle, and
+    released - in cycle order - only once a WAL sync that started after that cycle's writes
+    has returned. One sync is in flight at a time, in a worker thread (it releases the GIL),
+    so the loop runs the next cycles meanwhile and the next sync covers all of them.
+
+    Why this keeps the durability rule (nothing leaves before the state it depends on is on
+    disk): every message and acknowledgement a cycle produces leaves through its output, and
+    is held until all writes made up to the end of that cycle are durable, including writes
+    of earlier cycles (the WAL is sequential and outputs leave in order). State a later cycle
+    builds on an earlier cycle's not-yet-durable writes is never visible outside the node
+    before those writes are durable either, since its output waits for a later sync still.
+    The HLC's high-water mark is written the same way: the timestamps it covers leave the
+    node only through held outputs, and MVCC versions stamped with them follow it in the WAL.
+    """
+
+    # A limit on everything: a cycle's output waits in the loop while this many are held.
+    HELD_OUTPUTS_MAX = 1024
+
+    def __init__(self, engine, release) -> None:
+        assert engine.defers_syncs, "the sync pipeline needs an engine in deferred-sync mode"
+        self.engine = engine
+        self.release = release
+        # (syncs_requested at the end of the cycle, that cycle's output), in cycle order.
+        self.held: collections.deque = collections.deque()
+        self.wakeup = trio.Event()
+        self.drained = trio.Event()
+        self.syncs = 0
+
+    def submit(self, output) -> None:
+        if not output.peer_frames and not output.responses:
+            return
+        needed = self.engine.syncs_requested
+        if not self.held and needed <= self.engine.syncs_durable:
+            self.release(output)  # depends on nothing that is not durable yet
+            return
+        self.held.append((needed, output))
+        self.wakeup.set()
+
+    @property
+    def full(self) -> bool:
+        return len(self.held) >= self.HELD_OUTPUTS_MAX
+
+    async def wait_not_full(self) -> None:
+        while self.full:
+            self.drained = trio.Event()
+            await self.drained.wait()
+
+    async def run(self) -> None:
+        engine = self.engine
+        while True:
+            if not self.held:
+                self.wakeup = trio.Event()
+                await self.wakeup.wait()
+                continue
+            target = engine.syncs_requested
+            if target > engine.syncs_durable:
+                if not await trio.to_thread.run_sync(engine.sync_wal):
+                    return  # the engine was closed under us (the node is being killed)
+                engine.mark_durable(target)
+                self.syncs += 1
+            durable = engine.syncs_durable
+            while self.held and self.held[0][0] <= durable:
+                self.release(self.held.popleft()[1])
+            self.drained.set()
 
 
 class Node:
@@ -103,6 +198,7 @@ class Node:
         self.inbox_drops = 0
         self.bound_port: int | None = None
         self._message_filter = None
+        self._sync_pipeline: _SyncPipeline | None = None
 
     @property
     def identity(self) -> Identity | None:
@@ -155,6 +251,10 @@ class Node:
         self.peers = transport.PeerTransport(identity.node_id, identity.cluster_id, dict(identity.nodes))
         self.set_message_filter(self._message_filter)
         nursery.start_soon(self.peers.run)
+        if self.config.defer_syncs and hasattr(self.engine, "defer_syncs"):
+            self.engine.defer_syncs()
+            self._sync_pipeline = _SyncPipeline(self.engine, self._release_output)
+            nursery.start_soon(self._sync_pipeline.run)
         nursery.start_soon(self._ticker)
         nursery.start_soon(self._loop)
         log.info("node %d serving at %s (cluster %s)", identity.node_id, self.advertise, identity.cluster_id)
@@ -215,11 +315,21 @@ class Node:
                     _, session, request_id, request = event
                     store.receive_request(session, request_id, request)
             output = store.process()
-            for to_node, frame in output.peer_frames.items():
-                self.peers.send(to_node, frame)
-            for session, request_id, result in output.responses:
-                session.deliver(request_id, result)
+            pipeline = self._sync_pipeline
+            if pipeline is None:
+                self._release_output(output)
+            else:
+                pipeline.submit(output)
+                if pipeline.full:
+                    await pipeline.wait_not_full()
             await trio.sleep(0)
+
+    def _release_output(self, output) -> None:
+        """Hand a cycle's output to the transport and the client sessions (after its sync)."""
+        for to_node, frame in output.peer_frames.items():
+            self.peers.send(to_node, frame)
+        for session, request_id, result in output.responses:
+            session.deliver(request_id, result)
 
     # ------------------------------------------------------------------ transport handler
 
@@ -230,16 +340,17 @@ class Node:
     async def client_connection(self, conn) -> None:
         session = _ClientSession(conn)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._client_sender, session)
+            nursery.start_soon(self._client_sender, session, nursery.cancel_scope)
             try:
                 await self._client_reader(session, nursery)
             finally:
-                session.closed = True
+                session.close()
                 nursery.cancel_scope.cancel()
 
-    async def _client_sender(self, session: _ClientSession) -> None:
-        async for frame in session.receive_channel:
-            await session.conn.send(frame)
+    async def _client_sender(self, session: _ClientSession, connection_scope: trio.CancelScope) -> None:
+        await session.send_queued()
+        # The session closed (the client stopped reading): end the connection, reader included.
+        connection_scope.cancel()
 
     async def _client_reader(self, session: _ClientSession, nursery: trio.Nursery) -> None:
         while not session.closed:

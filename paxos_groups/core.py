@@ -1,7 +1,8 @@
 """Sans-I/O Multi-Paxos: one `PaxosGroup` per replicated log per node.
 
 The core is a deterministic state machine. Inputs: `tick()`, `step(from_node, msg)`,
-`propose(value)`, `campaign()`, `wake()`, `compact(upto)`, `send_snapshot(...)`.
+`propose(value)`, `campaign()`, `wake()`, `compact(upto)`, `send_snapshot(...)`,
+`transfer_leadership(to_node)`.
 Outputs: a `Ready` (see `core_types.Ready`) that the caller takes with `ready()` (which
 moves the pending outputs into it) and acknowledges with `advance(ready)` once handled
 (which marks its committed entries applied), etcd-raft style. It never imports trio,
@@ -72,6 +73,21 @@ Decisions (where the brief left room):
   slot is predicted (the queue drains in order). After a leader change an in-flight slot may
   be chosen with this value or replaced by another (NOOP or a newer leader's value): the
   caller must match applied values to its waiters and never assume slot -> value.
+- Leadership transfer (etcd's MsgTransferLeader/MsgTimeoutNow), so a range lease can move
+  with leadership: `transfer_leadership(to)` on the leader stops new proposals (`propose`
+  raises NotLeader(leader_hint=to); queued ones are dropped as on step-down) and waits until
+  `to` reports a chosen_upto >= the leader's and has acked every in-flight slot, sending it
+  the unacked Accepts and a heartbeat (whose ack triggers Chosen catch-up) if it lags. Then
+  it sends `TimeoutNow(ballot)`, again every heartbeat interval until the transfer ends (a
+  duplicate is ignored). A follower takes TimeoutNow only from the leader it follows at that
+  ballot, and campaigns at once, no probe, with `Prepare.force`: acceptors, the leader
+  included, answer a forced Prepare despite stickiness, since the leader asked for it; all
+  else (higher ballot, the behind check, persisted promise) is plain phase 1, so safety does
+  not depend on the transfer. The old leader steps down on the higher ballot as usual; the
+  target holding every in-flight value means its own promise re-proposes them, so in-flight
+  proposals survive the handover. Not done within `election_ticks_max` ticks, the transfer
+  is abandoned and the leader takes proposals again. A forced Prepare can depose a newer
+  leader only if a stale TimeoutNow races an election: a liveness cost, never a safety one.
 - Snapshot installs are made durable late: the Ready carrying `snapshot` persists nothing of
   the install; the truncation and the new chosen_upto are emitted only after `advance` of
   that Ready, i.e. after the state machine holds the snapshot. A crash in between restarts
@@ -132,6 +148,7 @@ from paxos_groups.messages import (
     Nack,
     Prepare,
     Promise,
+    TimeoutNow,
 )
 
 __all__ = [
@@ -217,6 +234,11 @@ class PaxosGroup(LeaderRole):
         self._pending: deque[object] = deque()  # Invariant: len <= max_pending_proposals.
         self._progress: dict[int, FollowerProgress] = {}
         self._heartbeat_commit = 0  # chosen_upto as of the last heartbeat broadcast
+        # Leadership transfer in progress (see transfer_leadership): its target, the ticks
+        # since it started, and when TimeoutNow last went out (None: not yet).
+        self._transfer_target: int | None = None
+        self._transfer_elapsed = 0
+        self._transfer_sent_tick: int | None = None
 
         # --- Outputs, drained by ready().
         self._out_promised: Ballot | None = None
@@ -317,6 +339,11 @@ class PaxosGroup(LeaderRole):
         return self._quiesced
 
     @property
+    def transfer_target(self) -> int | None:
+        """The node a leadership transfer under way hands leadership to, else None."""
+        return self._transfer_target
+
+    @property
     def pending_proposals(self) -> int:
         return len(self._pending)
 
@@ -356,10 +383,12 @@ class PaxosGroup(LeaderRole):
     def propose(self, value: object) -> int:
         """Propose `value`; returns the slot it will occupy if this leadership lasts.
 
-        Raises NotLeader off the leader and ProposalQueueFull when the window and the queue
-        are both full."""
+        Raises NotLeader off the leader (and on a leader transferring leadership, hinting
+        the target) and ProposalQueueFull when the window and the queue are both full."""
         if self._role != LEADER:
             raise NotLeader(self._leader_hint)
+        if self._transfer_target is not None:
+            raise NotLeader(self._transfer_target)
         self._unquiesce_leader()
         if self._pending or len(self._inflight) >= self._config.max_inflight_slots:
             if len(self._pending) >= self._config.max_pending_proposals:
@@ -419,7 +448,7 @@ class PaxosGroup(LeaderRole):
         if self._role == PRE_CANDIDATE and len(self._probe_grants) >= self._quorum:
             self._start_campaign()
 
-    def _start_campaign(self) -> None:
+    def _start_campaign(self, force: bool = False) -> None:
         self._become(EVENT_CAMPAIGN)
         self._leader_hint = None
         self._reset_election_timeout()
@@ -432,7 +461,7 @@ class PaxosGroup(LeaderRole):
         self._phase1_from = self._chosen_upto + 1
         self._promises = {self._node_id: self._entries_from(self._phase1_from)}
         for peer in self._peers:
-            self._send(peer, Prepare(self._group_id, ballot, self._phase1_from))
+            self._send(peer, Prepare(self._group_id, ballot, self._phase1_from, force=force))
         self._maybe_elected()
 
     def _maybe_elected(self) -> None:
@@ -459,6 +488,7 @@ class PaxosGroup(LeaderRole):
         self._pending.clear()
         self._inflight.clear()
         self._progress.clear()
+        self._transfer_target = None
 
     def _step_down(self) -> None:
         self._become(EVENT_STEP_DOWN)
@@ -469,7 +499,7 @@ class PaxosGroup(LeaderRole):
     def _on_prepare(self, frm: int, m: Prepare) -> None:
         if m.ballot.node_id != frm:
             return  # only a proposer prepares its own ballot
-        if self._ignores_prepare_from(frm):
+        if not m.force and self._ignores_prepare_from(frm):
             return  # a live leader exists: do not let this candidate disrupt it
         if m.probe:
             self._answer_probe(frm, m)
@@ -534,6 +564,14 @@ class PaxosGroup(LeaderRole):
         if m.promised > self._ballot or (m.behind and self._role == CANDIDATE):
             self._step_down()
             self._leader_hint = None
+
+    def _on_timeout_now(self, frm: int, m: TimeoutNow) -> None:
+        """Leadership transfer: our current leader asks us to campaign now, forced."""
+        if m.ballot.node_id != frm:
+            return
+        if self._role != FOLLOWER or self._leader_hint != frm or m.ballot != self._ballot:
+            return  # from a leader we no longer follow (or a duplicate after we campaigned)
+        self._start_campaign(force=True)
 
     def _on_accept(self, frm: int, m: Accept) -> None:
         if m.ballot.node_id != frm:
@@ -810,4 +848,5 @@ _HANDLERS = {
     HeartbeatAck: PaxosGroup._on_heartbeat_ack,
     Chosen: PaxosGroup._on_chosen,
     InstallSnapshot: PaxosGroup._on_install_snapshot,
+    TimeoutNow: PaxosGroup._on_timeout_now,
 }

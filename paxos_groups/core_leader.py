@@ -1,5 +1,5 @@
 """The leader half of `PaxosGroup`: phase-1 completion, proposing, pipelining, heartbeats,
-retransmission, check-quorum, catch-up and snapshot requests.
+retransmission, check-quorum, catch-up, snapshot requests and leadership transfer.
 
 A mixin, split out of `core.py` only to keep files short: it shares all of PaxosGroup's
 state (declared, with its invariants, in `PaxosGroup.__init__`) and is never used alone.
@@ -18,7 +18,7 @@ from paxos_groups.core_types import (
     FollowerProgress,
     InflightSlot,
 )
-from paxos_groups.messages import Accept, Accepted, Chosen, Heartbeat, HeartbeatAck, InstallSnapshot
+from paxos_groups.messages import Accept, Accepted, Chosen, Heartbeat, HeartbeatAck, InstallSnapshot, TimeoutNow
 
 
 class LeaderRole:
@@ -76,6 +76,8 @@ class LeaderRole:
             self._propose_at(slot, self._pending.popleft())
 
     def _tick_leader(self) -> None:
+        if self._transfer_target is not None:
+            self._tick_transfer()
         self._heartbeat_elapsed += 1
         self._check_quorum_elapsed += 1
         interval = self._config.quiesced_heartbeat_ticks if self._quiesced else self._config.heartbeat_ticks
@@ -175,6 +177,8 @@ class LeaderRole:
                 self._learn_chosen_slot(slot)
         self._advance_chosen()
         self._fill_window()
+        if frm == self._transfer_target:
+            self._maybe_send_timeout_now()
 
     def _on_heartbeat_ack(self, frm: int, m: HeartbeatAck) -> None:
         if self._role != LEADER or m.ballot != self._ballot:
@@ -184,6 +188,8 @@ class LeaderRole:
         progress.chosen_upto = m.chosen_upto
         progress.max_accepted_slot = m.max_accepted_slot
         self._maybe_catch_up(frm)
+        if frm == self._transfer_target:
+            self._maybe_send_timeout_now()
 
     def _learn_chosen_slot(self, slot: int) -> None:
         """Learner rule (a): a quorum accepted `slot` at our ballot."""
@@ -204,3 +210,62 @@ class LeaderRole:
                 messages.append((peer, Accept(self._group_id, self._ballot, batch, self._chosen_upto)))
         self._out_accepts.clear()
         return messages
+
+    # ------------------------------------------------------------------ leadership transfer
+
+    def transfer_leadership(self, to_node: int) -> bool:
+        """Hand leadership to `to_node` (etcd's MsgTransferLeader). Returns False, doing
+        nothing, off the leader or when `to_node` is not another member of the group.
+
+        From now on `propose` raises NotLeader(leader_hint=to_node) and queued proposals are
+        dropped (`Ready.dropped_proposals`); slots already in flight keep going. Once
+        `to_node` reports it holds every chosen and in-flight slot (it is sent catch-up if
+        not), it gets `TimeoutNow` and campaigns at once with a forced Prepare; this leader
+        steps down when it sees the higher ballot. A transfer not done within
+        `election_ticks_max` ticks is abandoned and proposals are accepted again. Calling
+        again with the same target keeps the running transfer (and its deadline); with
+        another target, restarts it towards that one."""
+        if self._role != LEADER or to_node not in self._peers:
+            return False
+        if self._transfer_target == to_node:
+            return True
+        self._transfer_target = to_node
+        self._transfer_elapsed = 0
+        self._transfer_sent_tick = None
+        self._out_dropped.extend(self._pending)  # they never got a slot: fail them now
+        self._pending.clear()
+        if not self._maybe_send_timeout_now():
+            # Resend what the target has not acked, and ask where it stands: the ack of the
+            # heartbeat reports its chosen_upto and triggers Chosen catch-up if it lags.
+            for slot, inflight in self._inflight.items():
+                if to_node not in inflight.acks:
+                    self._out_accepts.setdefault(to_node, {})[slot] = inflight.value
+            self._broadcast_heartbeat()
+        return True
+
+    def _tick_transfer(self) -> None:
+        self._transfer_elapsed += 1
+        if self._transfer_elapsed >= self._config.election_ticks_max:
+            self._transfer_target = None  # abandoned: the target did not take over in time
+            return
+        self._maybe_send_timeout_now()  # resends a TimeoutNow that may have been lost
+
+    def _maybe_send_timeout_now(self) -> bool:
+        """Send TimeoutNow if the transfer target caught up (at most once per heartbeat
+        interval); returns whether it is caught up."""
+        peer = self._transfer_target
+        if peer is None or not self._transfer_target_caught_up(peer):
+            return False
+        last = self._transfer_sent_tick
+        if last is None or self._tick_count - last >= self._config.heartbeat_ticks:
+            self._transfer_sent_tick = self._tick_count
+            self._send(peer, TimeoutNow(self._group_id, self._ballot))
+        return True
+
+    def _transfer_target_caught_up(self, peer: int) -> bool:
+        # It knows every slot we know chosen and accepted every slot still in flight, so its
+        # own promise carries every value this leadership may have gotten chosen. (With a
+        # gap in our chosen prefix, `_known_chosen` slots may be missing there: wait.)
+        if self._known_chosen or self._progress[peer].chosen_upto < self._chosen_upto:
+            return False
+        return all(peer in inflight.acks for inflight in self._inflight.values())

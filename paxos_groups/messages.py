@@ -41,12 +41,15 @@ class MessageDecodeError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Prepare:
     """Phase 1a for every slot >= from_slot. `probe` is a pre-vote: it asks whether the
-    acceptor would promise, without changing any acceptor state."""
+    acceptor would promise, without changing any acceptor state. `force` marks a campaign
+    the leader itself asked for (leadership transfer, `TimeoutNow`): acceptors answer it
+    even while they hear a live leader (stickiness); every other Paxos rule still applies."""
 
     group_id: int
     ballot: Ballot
     from_slot: int
     probe: bool = False
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,18 @@ class InstallSnapshot:
     data: object
 
 
-Message = Union[Prepare, Promise, Accept, Accepted, Nack, Heartbeat, HeartbeatAck, Chosen, InstallSnapshot]
+@dataclass(frozen=True, slots=True)
+class TimeoutNow:
+    """Leadership transfer: the leader at `ballot` asks this follower to campaign at once
+    (no probe) with a forced Prepare. Sent only once the follower has caught up."""
+
+    group_id: int
+    ballot: Ballot
+
+
+Message = Union[
+    Prepare, Promise, Accept, Accepted, Nack, Heartbeat, HeartbeatAck, Chosen, InstallSnapshot, TimeoutNow
+]
 
 TAG_PREPARE = 1
 TAG_PROMISE = 2
@@ -143,6 +157,7 @@ TAG_HEARTBEAT = 6
 TAG_HEARTBEAT_ACK = 7
 TAG_CHOSEN = 8
 TAG_INSTALL_SNAPSHOT = 9
+TAG_TIMEOUT_NOW = 10
 
 
 # ---------------------------------------------------------------------------- encode
@@ -155,6 +170,8 @@ def encode_message(msg: Message) -> list:
 
 
 def _encode_prepare(m: Prepare) -> list:
+    if m.force:  # an optional trailing field, sent only when set: old decoders see no change
+        return [TAG_PREPARE, m.group_id, m.ballot.encode(), m.from_slot, m.probe, True]
     return [TAG_PREPARE, m.group_id, m.ballot.encode(), m.from_slot, m.probe]
 
 
@@ -191,6 +208,10 @@ def _encode_install_snapshot(m: InstallSnapshot) -> list:
     return [TAG_INSTALL_SNAPSHOT, m.group_id, m.ballot.encode(), m.index, m.data]
 
 
+def _encode_timeout_now(m: TimeoutNow) -> list:
+    return [TAG_TIMEOUT_NOW, m.group_id, m.ballot.encode()]
+
+
 _ENCODERS: dict[type, Callable[..., list]] = {
     Prepare: _encode_prepare,
     Promise: _encode_promise,
@@ -201,6 +222,7 @@ _ENCODERS: dict[type, Callable[..., list]] = {
     HeartbeatAck: _encode_heartbeat_ack,
     Chosen: _encode_chosen,
     InstallSnapshot: _encode_install_snapshot,
+    TimeoutNow: _encode_timeout_now,
 }
 
 
@@ -216,15 +238,18 @@ def decode_message(raw: object) -> Message:
     if spec is None:
         raise MessageDecodeError(f"unknown message tag {_short(tag)}")
     arity, decoder = spec
-    if len(raw) != arity:
-        raise MessageDecodeError(f"message tag {tag} has {arity} fields, got {len(raw)}: {_short(raw)}")
+    optional = _OPTIONAL_TRAILING_FIELDS.get(tag, 0)
+    if not arity <= len(raw) <= arity + optional:
+        more = f" (or up to {arity + optional} with optional ones)" if optional else ""
+        raise MessageDecodeError(f"message tag {tag} has {arity} fields{more}, got {len(raw)}: {_short(raw)}")
     group_id = _int_field(raw[1], "group_id", 0, GROUP_ID_MAX)
     ballot = _ballot_field(raw[2], "ballot")
     return decoder(group_id, ballot, raw[3:])
 
 
 def _decode_prepare(group_id: int, ballot: Ballot, f: list) -> Prepare:
-    return Prepare(group_id, ballot, _slot_field(f[0], "from_slot"), _bool_field(f[1], "probe"))
+    force = _bool_field(f[2], "force") if len(f) > 2 else False  # absent (older senders): False
+    return Prepare(group_id, ballot, _slot_field(f[0], "from_slot"), _bool_field(f[1], "probe"), force)
 
 
 def _decode_promise(group_id: int, ballot: Ballot, f: list) -> Promise:
@@ -274,6 +299,10 @@ def _decode_install_snapshot(group_id: int, ballot: Ballot, f: list) -> InstallS
     return InstallSnapshot(group_id, ballot, _slot_field(f[0], "snapshot index"), f[1])
 
 
+def _decode_timeout_now(group_id: int, ballot: Ballot, f: list) -> TimeoutNow:
+    return TimeoutNow(group_id, ballot)
+
+
 # tag -> (number of list elements including the tag, decoder of the fields after the ballot)
 _DECODERS: dict[int, tuple[int, Callable[[int, Ballot, list], Message]]] = {
     TAG_PREPARE: (5, _decode_prepare),
@@ -285,7 +314,11 @@ _DECODERS: dict[int, tuple[int, Callable[[int, Ballot, list], Message]]] = {
     TAG_HEARTBEAT_ACK: (5, _decode_heartbeat_ack),
     TAG_CHOSEN: (4, _decode_chosen),
     TAG_INSTALL_SNAPSHOT: (5, _decode_install_snapshot),
+    TAG_TIMEOUT_NOW: (3, _decode_timeout_now),
 }
+# tag -> how many fields after the required ones a sender may append (newer fields, absent
+# from older senders' frames; each decoder supplies the default when one is missing).
+_OPTIONAL_TRAILING_FIELDS: dict[int, int] = {TAG_PREPARE: 1}
 
 
 def _slot_value_entries(raw: object, what: str) -> tuple[tuple[int, object], ...]:

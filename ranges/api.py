@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ranges.keys import KEY_MAX, validate_key, validate_value
+from ranges.descriptor import RangeDescriptor
+from ranges.keys import KEY_MAX, meta_key, validate_key, validate_value
 
 # ---------------------------------------------------------------------------------------
 # Errors
@@ -82,6 +83,12 @@ class ClockOffsetTooLarge(SpanliteError):
     retryable = True
 
 
+class ConditionFailed(SpanliteError):
+    """A conditional command found the state it depends on changed (e.g. a stale split)."""
+
+    code = "condition_failed"
+
+
 ERROR_TYPES: dict[str, type[SpanliteError]] = {
     cls.code: cls
     for cls in (
@@ -94,6 +101,7 @@ ERROR_TYPES: dict[str, type[SpanliteError]] = {
         NotInitialized,
         AlreadyInitialized,
         ClockOffsetTooLarge,
+        ConditionFailed,
     )
 }
 
@@ -167,7 +175,47 @@ class Bootstrap:
     replicas: tuple[int, ...] = ()
 
 
-Request = Get | Put | Delete | Scan | Status | Init | Bootstrap
+@dataclass(frozen=True, slots=True)
+class AdminSplit:
+    """Split the range holding `key` at `key` (through consensus; see docs/SHARDING.md)."""
+
+    key: bytes
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.key, self.key + b"\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Increment:
+    """Add `delta` to the 8-byte signed integer at `key` (absent = 0); answers the new value."""
+
+    key: bytes
+    delta: int
+    op_id: bytes
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.key, self.key + b"\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class MetaSplit:
+    """Internal: replace the meta entry of `old` by `left` and `right` (conditional)."""
+
+    old: RangeDescriptor
+    left: RangeDescriptor
+    right: RangeDescriptor
+    op_id: bytes
+
+    @property
+    def key(self) -> bytes:
+        return meta_key(self.old.end_key)
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.key, self.key + b"\x00"
+
+
+Request = Get | Put | Delete | Scan | Status | Init | Bootstrap | AdminSplit | Increment | MetaSplit
+WRITE_REQUESTS = (Put, Delete, Increment, MetaSplit)
 MAX_SCAN_LIMIT = 100_000
 MAX_OP_ID_BYTES = 64
 
@@ -188,6 +236,12 @@ def encode_request(req: Request) -> list:
             return ["init"]
         case Bootstrap(cluster_id, node_id, nodes, replicas):
             return ["bootstrap", cluster_id, node_id, {int(k): v for k, v in nodes.items()}, list(replicas)]
+        case AdminSplit(key):
+            return ["split", key]
+        case Increment(key, delta, op_id):
+            return ["incr", key, delta, op_id]
+        case MetaSplit(old, left, right, op_id):
+            return ["metasplit", old.encode(), left.encode(), right.encode(), op_id]
     raise AssertionError(f"unknown request {req!r}")
 
 
@@ -221,7 +275,9 @@ def _checked_value(value: bytes) -> bytes:
     return value
 
 
-_ARITY = {"get": 2, "put": 4, "del": 3, "scan": 4, "status": 1, "init": 1, "bootstrap": 5}
+_ARITY = {"get": 2, "put": 4, "del": 3, "scan": 4, "status": 1, "init": 1, "bootstrap": 5,
+          "split": 2, "incr": 4, "metasplit": 5}
+MAX_INCREMENT_DELTA = 1 << 62
 
 
 def decode_request(raw: object) -> Request:
@@ -246,7 +302,24 @@ def decode_request(raw: object) -> Request:
         return Status()
     if name == "init":
         return Init()
+    if name == "split":
+        return AdminSplit(_checked_key(_bytes_arg(raw, 1, "split key")))
+    if name == "incr":
+        delta = raw[2]
+        if not isinstance(delta, int) or isinstance(delta, bool) or abs(delta) > MAX_INCREMENT_DELTA:
+            raise BadRequest(f"increment delta must be an integer within ±2**62, got {delta!r}")
+        return Increment(_checked_key(_bytes_arg(raw, 1, "key")), delta, _op_id(raw, 3))
+    if name == "metasplit":
+        return _decode_metasplit(raw)
     return _decode_bootstrap(raw)
+
+
+def _decode_metasplit(raw: list) -> MetaSplit:
+    try:
+        old, left, right = (RangeDescriptor.decode(raw[i]) for i in (1, 2, 3))
+    except (ValueError, TypeError, KeyError) as e:
+        raise BadRequest(f"malformed metasplit request: {e}") from None
+    return MetaSplit(old, left, right, _op_id(raw, 4))
 
 
 def _decode_scan(raw: list) -> Scan:

@@ -16,13 +16,17 @@ limits only, and only once every node runs the new version.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from clock.timestamp import ZERO, Timestamp
 from paxos_groups.lease import Lease
-from ranges.keys import validate_key, validate_value
+from ranges.descriptor import RangeDescriptor
+from ranges.keys import RANGE_ID_MAX, validate_key, validate_value
 
 MAX_OP_ID_BYTES = 64  # Same limit as ranges.api.MAX_OP_ID_BYTES (the client-facing check).
+# Increment operates on 8-byte big-endian signed integers; deltas obey the same bounds.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
 
 
 class CommandDecodeError(ValueError):
@@ -131,10 +135,132 @@ class RequestLease:
         return RequestLease(Lease.decode(lease), prev_sequence, Timestamp.decode(proposed_ts))
 
 
-Command = Put | Delete | RequestLease
+@dataclass(frozen=True, slots=True)
+class Increment:
+    """Add `delta` to the 8-byte big-endian signed integer at `key` (absent counts as 0).
 
-_COMMAND_TYPES: dict[int, Any] = {cls.TAG: cls for cls in (Put, Delete, RequestLease)}
-assert len(_COMMAND_TYPES) == 3, "command tags must be unique"
+    Applies at `ts`, or just above the key's newest version if that is at or above `ts`
+    (the state machine reports the timestamp used). Deduplicated by `op_id` like Put.
+    """
+
+    TAG = 4
+    key: bytes
+    delta: int
+    ts: Timestamp
+    op_id: bytes
+    lease_sequence: int
+
+    def __post_init__(self) -> None:
+        validate_key(self.key)
+        if not _is_int(self.delta) or not INT64_MIN <= self.delta <= INT64_MAX:
+            raise ValueError(f"delta must be a 64-bit signed int, got {self.delta!r:.40}")
+        _check_ts(self.ts)
+        _check_op_id(self.op_id)
+        _check_lease_sequence(self.lease_sequence)
+
+    def encode_fields(self) -> list:
+        return [self.key, self.delta, self.ts.encode(), self.op_id, self.lease_sequence]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "Increment":
+        _expect_arity(fields, 5, "increment")
+        key, delta, ts, op_id, lease_sequence = fields
+        return Increment(key, delta, Timestamp.decode(ts), op_id, lease_sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Split the range at `split_key` into [start, split_key) and range `right_range_id` =
+    [split_key, end), if its descriptor still has `expected_generation`.
+
+    No op_id: a Split is idempotent by generation (a duplicate finds the generation moved on).
+    """
+
+    TAG = 5
+    # Uniform with the writes, for code that resolves waiters by op_id.
+    op_id: ClassVar[None] = None
+    split_key: bytes
+    right_range_id: int
+    expected_generation: int
+    ts: Timestamp
+    lease_sequence: int
+
+    def __post_init__(self) -> None:
+        validate_key(self.split_key)
+        if not _is_int(self.right_range_id) or not 0 < self.right_range_id <= RANGE_ID_MAX:
+            raise ValueError(f"right_range_id must be a positive 64-bit int, got {self.right_range_id!r:.40}")
+        if not _is_int(self.expected_generation) or self.expected_generation < 0:
+            raise ValueError(f"expected_generation must be a non-negative int, got {self.expected_generation!r:.40}")
+        _check_ts(self.ts)
+        _check_lease_sequence(self.lease_sequence)
+
+    def encode_fields(self) -> list:
+        return [self.split_key, self.right_range_id, self.expected_generation, self.ts.encode(), self.lease_sequence]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "Split":
+        _expect_arity(fields, 5, "split")
+        split_key, right_range_id, expected_generation, ts, lease_sequence = fields
+        return Split(split_key, right_range_id, expected_generation, Timestamp.decode(ts), lease_sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class MetaSplit:
+    """On the meta range: replace the meta entry of `old` by those of `left` and `right`,
+    only if the entry at `meta_key(old.end_key)` still holds `old`.
+
+    Invariant (checked here): `left` and `right` are the halves of `old` after one split:
+    they abut, cover exactly `old`'s span, `left` keeps `old`'s range id, and both carry
+    generation `old.generation + 1`.
+    """
+
+    TAG = 6
+    old: RangeDescriptor
+    left: RangeDescriptor
+    right: RangeDescriptor
+    ts: Timestamp
+    op_id: bytes
+    lease_sequence: int
+
+    def __post_init__(self) -> None:
+        for name in ("old", "left", "right"):
+            if not isinstance(getattr(self, name), RangeDescriptor):
+                raise ValueError(f"{name} must be a RangeDescriptor, got {type(getattr(self, name)).__name__}")
+        problem = _split_halves_problem(self.old, self.left, self.right)
+        if problem is not None:
+            raise ValueError(f"meta split halves do not split {self.old}: {problem}")
+        _check_ts(self.ts)
+        _check_op_id(self.op_id)
+        _check_lease_sequence(self.lease_sequence)
+
+    def encode_fields(self) -> list:
+        return [self.old.encode(), self.left.encode(), self.right.encode(), self.ts.encode(), self.op_id,
+                self.lease_sequence]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "MetaSplit":
+        _expect_arity(fields, 6, "meta_split")
+        old, left, right, ts, op_id, lease_sequence = fields
+        return MetaSplit(RangeDescriptor.decode(old), RangeDescriptor.decode(left), RangeDescriptor.decode(right),
+                         Timestamp.decode(ts), op_id, lease_sequence)
+
+
+def _split_halves_problem(old: RangeDescriptor, left: RangeDescriptor, right: RangeDescriptor) -> str | None:
+    if not (left.start_key == old.start_key and left.end_key == right.start_key and right.end_key == old.end_key):
+        return "left and right must abut and cover exactly the old span"
+    if left.range_id != old.range_id or right.range_id == old.range_id:
+        return "left keeps the old range id and right has a new one"
+    if not left.generation == right.generation == old.generation + 1:
+        return "both halves carry the old generation + 1"
+    return None
+
+
+Command = Put | Delete | RequestLease | Increment | Split | MetaSplit
+
+_COMMAND_TYPES: dict[int, Any] = {
+    cls.TAG: cls for cls in (Put, Delete, RequestLease, Increment, Split, MetaSplit)
+}
+assert len(_COMMAND_TYPES) == 6, "command tags must be unique"
 
 
 def _expect_arity(fields: list, arity: int, name: str) -> None:

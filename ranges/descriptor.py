@@ -5,8 +5,9 @@ without gaps or overlaps. `generation` increases on every change of the span (sp
 merges), so of two descriptors of the same range the higher generation is the newer one.
 
 Many ranges: a node or client keeps descriptors sorted by `start_key` and finds the one for a
-key with `find_descriptor` (bisect, O(log n)). The meta range (a later issue) maps
-`end_key -> descriptor`, which is why `end_key` is exclusive and part of the encoding.
+key with `find_descriptor` (bisect, O(log n)). The meta range maps `end_key -> descriptor`
+(MVCC key `ranges.keys.meta_key(end_key)`, value `encode_meta_value(descriptor)`), which is why
+`end_key` is exclusive and part of the encoding.
 
 Guarantees: a constructed or decoded descriptor is always well-formed (`ValueError`
 otherwise), so code holding one never re-checks it.
@@ -19,6 +20,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from typing import Sequence
+
+import cbor2
 
 from ranges.keys import KEY_MAX, RANGE_ID_MAX
 
@@ -97,3 +100,20 @@ def find_descriptor(descriptors_sorted_by_start: Sequence[RangeDescriptor], key:
     found = descriptors_sorted_by_start[i]
     assert found.start_key <= key, "bisect must land on a descriptor starting at or before key"
     return found if found.contains(key) else None
+
+
+def encode_meta_value(descriptor: RangeDescriptor) -> bytes:
+    """The value of a meta entry: cbor of `descriptor.encode()`."""
+    assert isinstance(descriptor, RangeDescriptor), f"not a descriptor: {descriptor!r:.80}"
+    return cbor2.dumps(descriptor.encode())
+
+
+def decode_meta_value(raw: bytes) -> RangeDescriptor:
+    """The descriptor held by a meta entry; ValueError if `raw` is not one."""
+    if not isinstance(raw, bytes):
+        raise ValueError(f"a meta value is bytes, got {type(raw).__name__}")
+    try:
+        decoded = cbor2.loads(raw)
+    except cbor2.CBORError as e:
+        raise ValueError(f"a meta value is cbor, got {raw[:32]!r}: {e}") from None
+    return RangeDescriptor.decode(decoded)

@@ -1,6 +1,14 @@
 """User keys, size limits, and the engine key layout (docs/ARCHITECTURE.md is the contract).
 
-User keys are bytes in `[KEY_MIN, KEY_MAX)`. Every node keeps everything in one ordered
+MVCC keys are bytes in `[KEY_MIN, KEY_MAX)`, in two parts (docs/SHARDING.md):
+- the system keyspace `[KEY_MIN, SYSTEM_KEY_MAX)`, served by range 1 (the meta range), which
+  never splits: meta entries `META_PREFIX + end_key` (the descriptor of the range ending at
+  `end_key`) and the range-id allocator `RANGE_ID_COUNTER_KEY`;
+- user keys `[SYSTEM_KEY_MAX, KEY_MAX)`; `validate_user_key` guards every client entry point.
+(`META_PREFIX` is a prefix of MVCC keys; the engine prefix `PREFIX_PAXOS` of the same byte is
+a different layer: every MVCC key sits under `PREFIX_MVCC` in the engine.)
+
+Every node keeps everything in one ordered
 engine; this module builds and parses the engine keys of the node identity, the HLC
 high-water mark, the ranges' applied state and dedup records, and the MVCC versions.
 (Paxos acceptor keys, prefix `\\x01`, belong to `paxos_groups/durable.py`.)
@@ -20,6 +28,8 @@ HAZARD: the layout is persisted. Changing an escape byte, a prefix or a width ma
 existing store unreadable; change it only together with a migration.
 HAZARD: `KEY_MAX` is `\\xff\\xff`; a user key at or above it would sort after the end of the
 last range and belong to no range. `validate_key` rejects it; every entry point must call it.
+HAZARD: a client write into the system keyspace could forge meta entries or rewind the range-id
+counter; client entry points must call `validate_user_key`, not just `validate_key`.
 """
 
 from __future__ import annotations
@@ -28,6 +38,12 @@ from clock.timestamp import ENCODED_BYTES, LOGICAL_BYTES, WALL_BYTES, Timestamp
 
 KEY_MIN = b""
 KEY_MAX = b"\xff\xff"  # Exclusive upper bound of the user keyspace.
+# Keys below SYSTEM_KEY_MAX are the system keyspace (range 1, never split); user keys start here.
+SYSTEM_KEY_MAX = b"\x02"
+META_PREFIX = b"\x01"  # Meta entry of the range ending at E: META_PREFIX + E.
+# The range-id allocator: an 8-byte big-endian signed counter (the largest id handed out).
+# It sorts below every meta entry, because every range end key is at least SYSTEM_KEY_MAX.
+RANGE_ID_COUNTER_KEY = META_PREFIX + b"\x00range-id"
 
 # Settings. Keys are copied into every version's engine key, every meta entry and every lock,
 # so they are kept small; values are held in memory whole (client buffers, Paxos entries,
@@ -71,6 +87,10 @@ class ValueTooLarge(BadRequest):
     pass
 
 
+class InvalidSplitKey(BadRequest):
+    """A split key that cannot become a range boundary (empty, or in the system keyspace)."""
+
+
 def validate_key(key: object) -> None:
     """Raise a `BadRequest` subclass unless `key` is a storable user key."""
     if not isinstance(key, bytes):
@@ -85,6 +105,34 @@ def validate_key(key: object) -> None:
             f"key {key[:16]!r}... is at or above KEY_MAX={KEY_MAX!r}, which is reserved; "
             "user keys must sort below it"
         )
+
+
+def validate_user_key(key: object) -> None:
+    """`validate_key`, and reject keys of the system keyspace (below `SYSTEM_KEY_MAX`)."""
+    validate_key(key)
+    assert isinstance(key, bytes), "validate_key admits only bytes"
+    if key < SYSTEM_KEY_MAX:
+        raise InvalidKey(
+            f"key {key[:16]!r} is reserved: keys starting with \\x00 or \\x01 are reserved for the "
+            f"system keyspace; user keys must sort at or above {SYSTEM_KEY_MAX!r} "
+            "(the empty key is reserved too)"
+        )
+
+
+def validate_split_key(key: object) -> None:
+    """Raise `InvalidSplitKey` unless `key` may become a range boundary.
+
+    Whether the key lies strictly inside a particular range is the state machine's check
+    (it alone knows the current descriptor). Oversized keys raise `validate_key`'s errors.
+    """
+    if not isinstance(key, bytes) or not key:
+        raise InvalidSplitKey(f"a split key must be non-empty bytes, got {key!r:.40}")
+    if key < SYSTEM_KEY_MAX:
+        raise InvalidSplitKey(
+            f"split key {key[:16]!r} is in the system keyspace (below {SYSTEM_KEY_MAX!r}), "
+            "which is never split; split at a user key"
+        )
+    validate_key(key)
 
 
 def validate_value(value: object) -> None:
@@ -220,3 +268,45 @@ def mvcc_span(start_user_key: bytes, end_user_key: bytes) -> tuple[bytes, bytes]
     assert start_user_key <= end_user_key, f"inverted span [{start_user_key!r}, {end_user_key!r})"
     assert end_user_key <= KEY_MAX, f"span end above KEY_MAX: {end_user_key!r}"
     return mvcc_prefix_for(start_user_key), mvcc_prefix_for(end_user_key)
+
+
+# ---------------------------------------------------------------------------------------
+# Meta addressing (MVCC keys of range 1)
+
+
+def meta_key(end_key: bytes) -> bytes:
+    """The MVCC key of the meta entry of the range whose (exclusive) end key is `end_key`."""
+    assert isinstance(end_key, bytes), f"end keys are bytes, got {type(end_key)}"
+    # Range 1 ends at SYSTEM_KEY_MAX, so every range's end key is in [SYSTEM_KEY_MAX, KEY_MAX].
+    assert SYSTEM_KEY_MAX <= end_key <= KEY_MAX, f"not a range end key: {end_key[:16]!r}"
+    return META_PREFIX + end_key
+
+
+def decode_meta_key(key: bytes) -> bytes:
+    """The end key named by a meta entry's MVCC key; ValueError if `key` is not one."""
+    if not isinstance(key, bytes) or key[:1] != META_PREFIX:
+        raise ValueError(f"not a meta key: {key!r:.40}")
+    end_key = key[len(META_PREFIX) :]
+    if not SYSTEM_KEY_MAX <= end_key <= KEY_MAX:
+        raise ValueError(f"meta key {key[:16]!r} names no range end key")
+    return end_key
+
+
+def meta_lookup_start(key: bytes) -> bytes:
+    """Where a meta scan for the range holding `key` starts: the first entry at or after it
+    (limit 1) is that range's, because ranges are `[start, end)` and meta is keyed by end key.
+
+    It is `META_PREFIX + key + b"\\x00"` (the smallest meta key above `META_PREFIX + key`),
+    clamped up to the first meta entry: for a system-keyspace key the plain form would sort
+    below `RANGE_ID_COUNTER_KEY` and find the counter; clamped, it finds range 1.
+    """
+    assert isinstance(key, bytes), f"keys are bytes, got {type(key)}"
+    assert key < KEY_MAX, f"key {key[:16]!r} is at or above KEY_MAX and in no range"
+    start = max(META_PREFIX + key + b"\x00", meta_span()[0])
+    assert start > RANGE_ID_COUNTER_KEY, "a meta lookup must never land on the range-id counter"
+    return start
+
+
+def meta_span() -> tuple[bytes, bytes]:
+    """MVCC keys `[start, end)` holding every meta entry (and not the range-id counter)."""
+    return meta_key(SYSTEM_KEY_MAX), meta_key(KEY_MAX) + b"\x00"

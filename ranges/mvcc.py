@@ -92,19 +92,23 @@ class MVCC:
         """
         assert isinstance(ts, Timestamp), f"read timestamp must be a Timestamp, got {type(ts)}"
         prefix = mvcc_prefix_for(key)
-        for engine_key, raw in self._engine.scan(mvcc_key(key, ts), prefix_end(prefix), limit=1):
-            version_ts = decode_inverted_ts(engine_key[-TS_SUFFIX_BYTES:])
-            assert version_ts <= ts, f"read at {ts} found a newer version {version_ts}"
-            return decode_version_value(raw), version_ts
-        return None, None
+        found = self._engine.first_in(prefix + encode_inverted_ts(ts), prefix_end(prefix))
+        if found is None:
+            return None, None
+        engine_key, raw = found
+        version_ts = decode_inverted_ts(engine_key[-TS_SUFFIX_BYTES:])
+        assert version_ts <= ts, f"read at {ts} found a newer version {version_ts}"
+        return decode_version_value(raw), version_ts
 
     def latest_version_ts(self, key: bytes) -> Timestamp | None:
         """The timestamp of the newest version of `key` (tombstones included), or None."""
         prefix = mvcc_prefix_for(key)
-        for engine_key, _ in self._engine.scan(prefix, prefix_end(prefix), limit=1):
-            assert engine_key.startswith(prefix), "scan escaped its prefix"
-            return decode_inverted_ts(engine_key[-TS_SUFFIX_BYTES:])
-        return None
+        found = self._engine.first_in(prefix, prefix_end(prefix))
+        if found is None:
+            return None
+        engine_key = found[0]
+        assert engine_key.startswith(prefix), "first_in escaped its prefix"
+        return decode_inverted_ts(engine_key[-TS_SUFFIX_BYTES:])
 
     # -- scans ---------------------------------------------------------------------------
 

@@ -33,7 +33,11 @@ from paxos_groups.core import NotLeader, PaxosGroup, ProposalQueueFull
 from paxos_groups.lease import Lease, LeaseStatus, lease_status, request_lease
 from ranges import commands
 from ranges.api import (
+    AdminSplit,
     AmbiguousResult,
+    ConditionFailed,
+    Increment,
+    MetaSplit,
     Delete,
     Get,
     NotLeaseholder,
@@ -97,6 +101,8 @@ class Replica:
     # lease becomes usable here once a lease command proposed after it has applied.
     started_ts: Timestamp | None = None
     lease_usable: bool = False
+    # Set by the Store: runs the split of this range requested by `pending` (AdminSplit).
+    on_admin_split: Callable[["Replica", PendingRequest], None] | None = None
 
     def __post_init__(self) -> None:
         self.started_ts = self.hlc.now()
@@ -138,12 +144,15 @@ class Replica:
         if status is LeaseStatus.VALID:
             if isinstance(pending.request, (Get, Scan)):
                 return self._try_read(pending, now)
+            if isinstance(pending.request, AdminSplit):
+                return self._try_admin_split(pending)
             return self._try_write(pending, now, lease)
         redirect = self._redirect_target(lease, now)
         if redirect is not None:
             self._fail(pending, NotLeaseholder(
                 f"node {self.node_id} does not hold the lease of range {self.range_id}",
-                leaseholder=redirect, leaseholder_address=self.address_of(redirect)))
+                leaseholder=redirect, leaseholder_address=self.address_of(redirect),
+                descriptor=self.sm.descriptor.encode()))
             return True
         self.maintain_lease(now)
         return False
@@ -193,10 +202,7 @@ class Replica:
         if not self.group.is_leader:
             return False  # Leaseholder without leadership: wait for it, or for the lease to move.
         request = pending.request
-        if isinstance(request, Put):
-            command = commands.Put(request.key, request.value, now, request.op_id, lease.sequence)
-        else:
-            command = commands.Delete(request.key, now, request.op_id, lease.sequence)
+        command = _command_for(request, now, lease.sequence)
         try:
             self.group.propose(commands.encode_command(command))
         except (NotLeader, ProposalQueueFull) as e:
@@ -205,6 +211,28 @@ class Replica:
         pending.proposed = True
         self.waiting_writes.setdefault(request.op_id, []).append(pending)
         self.latched_keys[request.key] = self.latched_keys.get(request.key, 0) + 1
+        return True
+
+    def _try_admin_split(self, pending: PendingRequest) -> bool:
+        if not self.group.is_leader:
+            return False
+        assert self.on_admin_split is not None, "a replica without a split orchestrator"
+        self.on_admin_split(self, pending)
+        return True
+
+    def propose_split(self, split_key: bytes, right_range_id: int) -> bool:
+        """As leaseholder and leader: propose the Split command; False if we cannot now."""
+        now = self.hlc.now()
+        lease = self.sm.lease
+        if self._lease_status(lease, now) is not LeaseStatus.VALID or not self.group.is_leader:
+            return False
+        command = commands.Split(split_key=split_key, right_range_id=right_range_id,
+                                 expected_generation=self.sm.descriptor.generation, ts=now,
+                                 lease_sequence=lease.sequence)
+        try:
+            self.group.propose(commands.encode_command(command))
+        except (NotLeader, ProposalQueueFull):
+            return False
         return True
 
     # ------------------------------------------------------------------ leases
@@ -234,13 +262,14 @@ class Replica:
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, slot: int, value: object) -> None:
+    def apply(self, slot: int, value: object) -> ApplyResult:
         result = self.sm.apply(slot, value)
         if result.kind == "lease":
             self.lease_attempt = None
             self._note_lease_applied(value)
         if result.op_id is not None:
             self._resolve_write(result)
+        return result
 
     def _note_lease_applied(self, value: object) -> None:
         if self.sm.lease.holder != self.node_id:
@@ -256,11 +285,20 @@ class Replica:
         for pending in waiters:
             self._unlatch(pending)
             if result.ok:
-                self.respond(pending.client, pending.request_id, None)
-            else:
+                answer = {"value": result.value} if isinstance(pending.request, Increment) else None
+                self.respond(pending.client, pending.request_id, answer)
+            elif result.error == "key outside the range":
+                # A split applied between proposal and apply: nothing was written; the
+                # retry finds the key's new range.
+                self._fail(pending, RangeKeyMismatch(
+                    f"range {self.range_id} split before the write applied; retry",
+                    descriptor=self.sm.descriptor.encode()))
+            elif result.error == "lease changed":
                 self._fail(pending, NotLeaseholder(
                     f"write rejected by range {self.range_id}: {result.error}; retry",
                     leaseholder=None, leaseholder_address=None))
+            else:
+                self._fail(pending, ConditionFailed(f"range {self.range_id} rejected the write: {result.error}"))
 
     def _unlatch(self, pending: PendingRequest) -> None:
         key = pending.request.key
@@ -340,3 +378,16 @@ class Replica:
         if lease.holder == 0 or now >= lease.expiration:
             return None
         return lease.holder
+
+
+def _command_for(request: Put | Delete | Increment | MetaSplit, now: Timestamp, lease_sequence: int):
+    """The replicated command for a client write, stamped with `now` and the lease."""
+    if isinstance(request, Put):
+        return commands.Put(request.key, request.value, now, request.op_id, lease_sequence)
+    if isinstance(request, Delete):
+        return commands.Delete(request.key, now, request.op_id, lease_sequence)
+    if isinstance(request, Increment):
+        return commands.Increment(key=request.key, delta=request.delta, op_id=request.op_id,
+                                  lease_sequence=lease_sequence, ts=now)
+    return commands.MetaSplit(old=request.old, left=request.left, right=request.right, ts=now,
+                              op_id=request.op_id, lease_sequence=lease_sequence)

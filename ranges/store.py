@@ -16,6 +16,7 @@ timers and threads.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 from dataclasses import dataclass, field
@@ -30,24 +31,36 @@ from paxos_groups.core import GroupConfig, PaxosGroup
 from paxos_groups.durable import load_durable_state, needs_sync, ready_to_batch
 from paxos_groups.engine import Engine
 from paxos_groups.messages import MessageDecodeError, decode_message, encode_message
-from ranges import keys
+from ranges import commands, keys
 from ranges.api import (
+    AdminSplit,
+    BadRequest,
     Get,
+    ConditionFailed,
+    Increment,
+    MetaSplit,
     NotInitialized,
+    NotLeaseholder,
     RangeKeyMismatch,
     Request,
     Scan,
     SpanliteError,
     Status,
+    decode_request,
 )
-from ranges.descriptor import RangeDescriptor
+from ranges.descriptor import RangeDescriptor, decode_meta_value
 from ranges.replica import PendingRequest, Replica, ReplicaConfig
-from ranges.state_machine import RangeStateMachine
+from ranges.internal import InternalRouter
+from ranges.state_machine import KNOWN_BUGS as SM_BUGS
+from ranges.state_machine import ApplyResult, RangeStateMachine, meta_bootstrap_batch
 
 log = logging.getLogger("spanlite.store")
 
 MAX_PROCESS_ROUNDS = 8
-FIRST_RANGE_ID = 1
+META_RANGE_ID = 1
+BOOTSTRAP_TS = Timestamp(1, 0)
+SPLIT_TIMEOUT_NS = 10_000_000_000
+MAX_META_VERIFICATIONS_PER_ROUND = 50
 
 
 @dataclass
@@ -57,6 +70,7 @@ class StoreConfig:
     liveness_window_ns: int = 3_000_000_000
     liveness_ping_ticks: int = 10
     suspect_after_ns: int = 1_200_000_000
+    meta_verify_ticks: int = 20
 
 
 @dataclass
@@ -64,14 +78,20 @@ class Identity:
     cluster_id: str
     node_id: int
     nodes: dict[int, str]
+    # The meta range never splits and (until rebalancing exists) never moves: every node
+    # knows where to send meta requests.
+    meta_replicas: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
-        return cbor2.dumps({"cluster_id": self.cluster_id, "node_id": self.node_id, "nodes": self.nodes})
+        return cbor2.dumps({"cluster_id": self.cluster_id, "node_id": self.node_id, "nodes": self.nodes,
+                            "meta_replicas": list(self.meta_replicas)})
 
     @staticmethod
     def decode(raw: bytes) -> "Identity":
         data = cbor2.loads(raw)
-        return Identity(data["cluster_id"], data["node_id"], {int(k): v for k, v in data["nodes"].items()})
+        nodes = {int(k): v for k, v in data["nodes"].items()}
+        meta = tuple(data.get("meta_replicas") or sorted(nodes)[:3])
+        return Identity(data["cluster_id"], data["node_id"], nodes, meta)
 
 
 def load_identity(engine: Engine) -> Identity | None:
@@ -79,14 +99,26 @@ def load_identity(engine: Engine) -> Identity | None:
     return None if raw is None else Identity.decode(raw)
 
 
+def initial_descriptors(replicas: tuple[int, ...]) -> list[RangeDescriptor]:
+    """A new cluster: the meta range (the system keyspace) and one range of user keys."""
+    return [
+        RangeDescriptor(META_RANGE_ID, keys.KEY_MIN, keys.SYSTEM_KEY_MAX, tuple(replicas), 0),
+        RangeDescriptor(META_RANGE_ID + 1, keys.SYSTEM_KEY_MAX, keys.KEY_MAX, tuple(replicas), 0),
+    ]
+
+
 def bootstrap_store(engine: Engine, identity: Identity, replicas: tuple[int, ...]) -> None:
-    """Write a new node's identity and, if it is a replica, the first range; fsynced."""
+    """Write a new node's identity and, if it is a replica, the first ranges and the meta
+    entries describing them; fsynced."""
     assert load_identity(engine) is None, "bootstrapping a store that already has an identity"
     assert replicas, "the first range needs replicas"
-    descriptor = RangeDescriptor(FIRST_RANGE_ID, keys.KEY_MIN, keys.KEY_MAX, tuple(replicas), 0)
+    identity.meta_replicas = tuple(replicas)
     batch = [(keys.ident_key(), identity.encode())]
     if identity.node_id in replicas:
-        batch.append((keys.range_state_key(FIRST_RANGE_ID), RangeStateMachine.initial_state(descriptor)))
+        descriptors = initial_descriptors(tuple(replicas))
+        for descriptor in descriptors:
+            batch.append((keys.range_state_key(descriptor.range_id), RangeStateMachine.initial_state(descriptor)))
+        batch.extend(meta_bootstrap_batch(descriptors, BOOTSTRAP_TS))
     engine.write(batch, sync=True)
 
 
@@ -123,26 +155,44 @@ class Store:
         self.replicas: dict[int, Replica] = {}
         self.last_heard_ns: dict[int, int] = {}
         self._outbound: dict[int, list] = {}
+        self._outbound_rq: dict[int, list] = {}
+        self._outbound_rs: dict[int, list] = {}
+        self._local_rq: list = []
         self._responses: list[tuple[Any, int, Any]] = []
+        self.router = InternalRouter(self.node_id, self._send_internal)
+        self._ordered: list[Replica] = []  # Sorted by start key, for routing.
+        self._starts: list[bytes] = []
         # Test hook (the simulator's checkers): called with (range_id, slot, value) per applied entry.
         self.apply_observer = None
+        self._split_waiters: dict[tuple[int, int], SplitTask] = {}
+        self._meta_verified: dict[int, int] = {}  # range id -> generation meta agreed with
+        self._meta_verifying: set[int] = set()
         self._ticks = 0
         self._started_ns = hlc.physical_now_ns()
         for range_id in range_ids_on_store(engine):
             self._load_replica(range_id)
+        self._reindex()
 
     # ------------------------------------------------------------------ setup
 
-    def _load_replica(self, range_id: int) -> None:
-        sm = RangeStateMachine(self.engine, None, self.hlc.max_offset_ns, range_id=range_id)
+    def _load_replica(self, range_id: int) -> Replica:
+        sm = RangeStateMachine(self.engine, None, self.hlc.max_offset_ns, range_id=range_id,
+                               bugs=self.bugs & SM_BUGS)
         descriptor = sm.descriptor
         state = load_durable_state(self.engine, range_id)
         group = PaxosGroup(
             range_id, self.node_id, tuple(descriptor.replicas), state, self.config.group,
             random.Random(self.rng.getrandbits(64)), bugs=self.bugs & CORE_BUGS, applied_index=sm.applied_index)
-        self.replicas[range_id] = Replica(
+        replica = Replica(
             self.node_id, group, sm, self.hlc, self.config.replica, self._respond,
             self.identity.nodes.get, bugs=self.bugs)
+        replica.on_admin_split = self._start_split
+        self.replicas[range_id] = replica
+        return replica
+
+    def _reindex(self) -> None:
+        self._ordered = sorted(self.replicas.values(), key=lambda r: r.sm.descriptor.start_key)
+        self._starts = [r.sm.descriptor.start_key for r in self._ordered]
 
     # ------------------------------------------------------------------ inputs
 
@@ -151,6 +201,7 @@ class Store:
         if self._ticks % self.config.liveness_ping_ticks == 0:
             self._ping_peers()
         now_ns = self.hlc.physical_now_ns()
+        self.router.tick(now_ns)
         for replica in self.replicas.values():
             leader = replica.group.leader_hint
             if leader is not None and leader != self.node_id and self._suspect(leader, now_ns):
@@ -159,6 +210,8 @@ class Store:
                 replica.group.wake()
             replica.group.tick()
             replica.tick()
+        if self._ticks % self.config.meta_verify_ticks == 0:
+            self._verify_meta(now_ns)
 
     def _suspect(self, node_id: int, now_ns: int) -> bool:
         heard = self.last_heard_ns.get(node_id, self._started_ns)
@@ -187,6 +240,13 @@ class Store:
         self.last_heard_ns[from_node] = self.hlc.physical_now_ns()
         for raw in frame["m"]:
             self._step_message(from_node, raw)
+        requests, responses = frame.get("rq"), frame.get("rs")
+        if isinstance(requests, list):
+            self._receive_internal_requests(from_node, requests)
+        if isinstance(responses, list):
+            for item in responses:
+                if isinstance(item, list) and len(item) == 2:
+                    self.router.on_response(from_node, item[0], item[1])
 
     def _step_message(self, from_node: int, raw: object) -> None:
         try:
@@ -217,13 +277,152 @@ class Store:
         replica.handle(pending)
 
     def _replica_for(self, key: bytes) -> Replica | None:
-        for replica in self.replicas.values():
-            if replica.sm.descriptor.contains(key):
-                return replica
-        return None
+        i = bisect.bisect_right(self._starts, key) - 1
+        if i < 0:
+            return None
+        replica = self._ordered[i]
+        return replica if replica.sm.descriptor.contains(key) else None
 
     def _respond(self, client: Any, request_id: int, result: Any) -> None:
-        self._responses.append((client, request_id, result))
+        if not isinstance(client, PeerClient):
+            self._responses.append((client, request_id, result))
+            return
+        raw = {"err": result.encode()} if isinstance(result, SpanliteError) else {"ok": result}
+        if client.node_id == self.node_id:
+            self.router.on_response(self.node_id, request_id, raw)
+        else:
+            self._outbound_rs.setdefault(client.node_id, []).append([request_id, raw])
+
+    # ------------------------------------------------------------------ internal requests
+
+    def _send_internal(self, to_node: int, item: list) -> None:
+        if to_node == self.node_id:
+            self._local_rq.append(item)
+        else:
+            self._outbound_rq.setdefault(to_node, []).append(item)
+
+    def _receive_internal_requests(self, from_node: int, items: list) -> None:
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)):
+                log.error("node %d: dropping malformed internal request from node %s", self.node_id, from_node)
+                continue
+            call_id, raw = item
+            client = PeerClient(from_node)
+            try:
+                request = decode_request(raw)
+            except BadRequest as e:
+                self._respond(client, call_id, e)
+                continue
+            if isinstance(request, (Status,)) or not hasattr(request, "keys_touched"):
+                self._respond(client, call_id, BadRequest("not an internal request"))
+                continue
+            self.receive_request(client, call_id, request)
+
+    def _drain_local_requests(self) -> bool:
+        if not self._local_rq:
+            return False
+        items, self._local_rq = self._local_rq, []
+        self._receive_internal_requests(self.node_id, items)
+        return True
+
+    # ------------------------------------------------------------------ splits
+
+    def _start_split(self, replica: Replica, pending) -> None:
+        """AdminSplit at the leaseholder: allocate an id, split in our log, update meta."""
+        request: AdminSplit = pending.request
+        descriptor = replica.sm.descriptor
+        error = _split_key_error(request.key, descriptor)
+        if error is not None:
+            self._respond(pending.client, pending.request_id, BadRequest(error))
+            return
+        task = SplitTask(pending, replica.range_id, request.key, descriptor)
+        self.router.call(Increment(keys.RANGE_ID_COUNTER_KEY, 1, self._new_op_id()), self.identity.meta_replicas,
+                         lambda result: self._split_with_id(task, result),
+                         self.hlc.physical_now_ns(), SPLIT_TIMEOUT_NS)
+
+    def _split_with_id(self, task: "SplitTask", result: Any) -> None:
+        if isinstance(result, SpanliteError):
+            self._respond(task.pending.client, task.pending.request_id, result)
+            return
+        task.right_range_id = result["value"]
+        replica = self.replicas.get(task.range_id)
+        if replica is None or replica.sm.descriptor != task.old or not replica.propose_split(task.key, task.right_range_id):
+            self._respond(task.pending.client, task.pending.request_id, NotLeaseholder(
+                f"range {task.range_id} changed or lost its lease during the split; retry",
+                leaseholder=None, leaseholder_address=None))
+            return
+        self._split_waiters[(task.range_id, task.right_range_id)] = task
+
+    def _split_applied(self, replica: Replica, result: ApplyResult, value: object) -> None:
+        """A Split applied here: create the right-hand replica; finish the task if ours."""
+        right = result.new_range
+        if right is not None and right.range_id not in self.replicas:
+            new = self._load_replica(right.range_id)
+            self._reindex()
+            if replica.group.is_leader:
+                new.group.campaign()  # The leaseholder of both halves should lead both.
+        command = commands.decode_command(value)
+        task = self._split_waiters.pop((replica.range_id, command.right_range_id), None)
+        if task is None:
+            return
+        if not result.ok:
+            self._respond(task.pending.client, task.pending.request_id, ConditionFailed(
+                f"split of range {task.range_id} rejected: {result.error}"))
+            return
+        left = replica.sm.descriptor
+        task.left, task.right = left, right
+        self.router.call(MetaSplit(task.old, left, right, self._new_op_id()), self.identity.meta_replicas,
+                         lambda meta_result: self._split_done(task, meta_result),
+                         self.hlc.physical_now_ns(), SPLIT_TIMEOUT_NS)
+
+    # ------------------------------------------------------------------ meta repair
+
+    def _verify_meta(self, now_ns: int) -> None:
+        """As leaseholder, check once per descriptor change that meta agrees with us, and
+        finish a split whose meta update was lost (its orchestrator died after step 2)."""
+        now = self.hlc.now()
+        budget = MAX_META_VERIFICATIONS_PER_ROUND
+        for replica in self._ordered:
+            if budget == 0:
+                return
+            d = replica.sm.descriptor
+            if d.range_id == META_RANGE_ID or self._meta_verified.get(d.range_id) == d.generation:
+                continue
+            if d.range_id in self._meta_verifying or replica.leaseholder(now) != self.node_id:
+                continue
+            budget -= 1
+            self._meta_verifying.add(d.range_id)
+            self.router.call(Get(keys.meta_key(d.end_key)), self.identity.meta_replicas,
+                             lambda result, d=d: self._meta_checked(d, result), now_ns, SPLIT_TIMEOUT_NS)
+
+    def _meta_checked(self, ours: RangeDescriptor, result: Any) -> None:
+        self._meta_verifying.discard(ours.range_id)
+        if isinstance(result, SpanliteError) or result.get("value") is None:
+            return  # Unreachable, or our end key not in meta yet (a sibling repairs first).
+        in_meta = decode_meta_value(result["value"])
+        if in_meta == ours:
+            self._meta_verified[ours.range_id] = ours.generation
+            return
+        stale_parent = (in_meta.end_key == ours.end_key and in_meta.start_key < ours.start_key
+                        and in_meta.generation + 1 == ours.generation)
+        if not stale_parent:
+            return  # Meta is ahead of us, or several splits behind: retry on a later round.
+        left = RangeDescriptor(in_meta.range_id, in_meta.start_key, ours.start_key, in_meta.replicas,
+                               ours.generation)
+        log.info("node %d: repairing meta for range %d (split whose meta update was lost)",
+                 self.node_id, ours.range_id)
+        self.router.call(MetaSplit(in_meta, left, ours, self._new_op_id()), self.identity.meta_replicas,
+                         lambda _: None, self.hlc.physical_now_ns(), SPLIT_TIMEOUT_NS)
+
+    def _new_op_id(self) -> bytes:
+        return self.rng.getrandbits(128).to_bytes(16, "big")  # Seeded: the simulator replays it.
+
+    def _split_done(self, task: "SplitTask", result: Any) -> None:
+        if isinstance(result, SpanliteError):
+            self._respond(task.pending.client, task.pending.request_id, result)
+            return
+        self._respond(task.pending.client, task.pending.request_id,
+                      {"left": task.left.encode(), "right": task.right.encode()})
 
     # ------------------------------------------------------------------ the cycle
 
@@ -237,9 +436,10 @@ class Store:
         return output
 
     def _process_round(self) -> bool:
+        drained = self._drain_local_requests()
         readies = [(r, r.group.ready()) for r in self.replicas.values() if r.group.has_ready()]
         if not readies:
-            return False
+            return drained
         self._persist(readies)
         for replica, ready in readies:
             for to_node, msg in ready.messages:
@@ -271,7 +471,9 @@ class Store:
         for slot, value in ready.committed:
             if self.apply_observer is not None:
                 self.apply_observer(replica.range_id, slot, value)
-            replica.apply(slot, value)
+            result = replica.apply(slot, value)
+            if result.kind == "split":
+                self._split_applied(replica, result, value)
         if ready.dropped_proposals:
             replica.proposals_dropped(ready.dropped_proposals)
         for to_node in ready.snapshot_requests:
@@ -287,11 +489,18 @@ class Store:
             replica.group.compact(upto)
 
     def _take_outbound(self) -> dict[int, dict]:
-        if not self._outbound:
+        if not (self._outbound or self._outbound_rq or self._outbound_rs):
             return {}
         ts = self.hlc.now().encode()
-        frames = {to: {"ts": ts, "m": msgs} for to, msgs in self._outbound.items()}
-        self._outbound = {}
+        frames: dict[int, dict] = {}
+        for to in sorted(set(self._outbound) | set(self._outbound_rq) | set(self._outbound_rs)):
+            frame = {"ts": ts, "m": self._outbound.get(to, [])}
+            if to in self._outbound_rq:
+                frame["rq"] = self._outbound_rq[to]
+            if to in self._outbound_rs:
+                frame["rs"] = self._outbound_rs[to]
+            frames[to] = frame
+        self._outbound, self._outbound_rq, self._outbound_rs = {}, {}, {}
         return frames
 
     # ------------------------------------------------------------------ status
@@ -323,3 +532,35 @@ class Store:
     def close(self) -> None:
         for replica in self.replicas.values():
             replica.fail_all(NotInitialized(f"node {self.node_id} is shutting down; retry another node"))
+
+
+@dataclass(frozen=True)
+class PeerClient:
+    """The 'client' of a request another node's Store sent us (answered in its `rs`)."""
+
+    node_id: int
+
+
+@dataclass
+class SplitTask:
+    pending: Any
+    range_id: int
+    key: bytes
+    old: RangeDescriptor
+    right_range_id: int | None = None
+    left: RangeDescriptor | None = None
+    right: RangeDescriptor | None = None
+
+
+def _split_key_error(key: bytes, descriptor: RangeDescriptor) -> str | None:
+    try:
+        keys.validate_split_key(key)
+    except ValueError as e:
+        return str(e)
+    if key == descriptor.start_key:
+        return f"{key!r} is already a range boundary (range {descriptor.range_id} starts there); nothing to split"
+    if not descriptor.contains(key):
+        return f"{key!r} is not in range {descriptor.range_id}"
+    return None
+
+

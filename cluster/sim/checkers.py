@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clock.timestamp import Timestamp
+from clock.timestamp import MAX, Timestamp
 from cluster.sim.linearizability import check_register_history
 from paxos_groups.lease import LeaseStatus
+from ranges import keys
+from ranges.descriptor import RangeDescriptor, decode_meta_value
+
+META_SAMPLE_EVERY = 200
 
 
 class Violation(Exception):
@@ -89,3 +93,71 @@ def check_final_reads(world) -> Violation | None:
         return Violation("recovery", f"after healing, reads of every key did not all succeed "
                                      f"({len(failed)} failed, {len(reader.final_keys or [])} not attempted)")
     return None
+
+
+def meta_descriptors(store) -> list[RangeDescriptor] | None:
+    """The meta entries a node's replica of the meta range has applied (None: not a replica)."""
+    replica = store.replicas.get(1)
+    if replica is None:
+        return None
+    start, end = keys.meta_span()
+    return [decode_meta_value(v) for _, v in replica.sm.mvcc.scan(start, end, MAX)]
+
+
+def tiling_error(descriptors: list[RangeDescriptor]) -> str | None:
+    if not descriptors:
+        return "meta is empty"
+    spans = [(d.start_key, d.end_key, d.range_id) for d in descriptors]
+    if spans[0][0] != keys.KEY_MIN:
+        return f"meta does not start at the empty key: {spans[0]}"
+    if spans[-1][1] != keys.KEY_MAX:
+        return f"meta does not end at KEY_MAX: {spans[-1]}"
+    for a, b in zip(spans, spans[1:]):
+        if a[1] != b[0]:
+            return f"meta has a {'gap' if a[1] < b[0] else 'overlap'} between {a} and {b}"
+    return None
+
+
+@dataclass
+class MetaChecker:
+    """The meta range tiles the keyspace on every node at every sampled instant, and at the
+    end agrees with the descriptors the replicas hold."""
+
+    violation: Violation | None = None
+    events: int = 0
+
+    def store_started(self, world, node_id: int, store) -> None:
+        pass
+
+    def after_event(self, world) -> None:
+        self.events += 1
+        if self.violation is not None or self.events % META_SAMPLE_EVERY:
+            return
+        for node_id in world.live_nodes():
+            descriptors = meta_descriptors(world.nodes[node_id].store)
+            error = None if descriptors is None else tiling_error(descriptors)
+            if error is not None:
+                self.violation = Violation("meta tiles the keyspace", f"node {node_id} at t={world.now_ns}ns: {error}")
+                return
+
+    def check_final(self, world) -> Violation | None:
+        if self.violation is not None:
+            return self.violation
+        newest: dict[int, RangeDescriptor] = {}
+        for node_id in world.live_nodes():
+            for replica in world.nodes[node_id].store.replicas.values():
+                d = replica.sm.descriptor
+                if d.range_id not in newest or d.generation > newest[d.range_id].generation:
+                    newest[d.range_id] = d
+        for node_id in world.live_nodes():
+            in_meta = meta_descriptors(world.nodes[node_id].store)
+            if in_meta is None:
+                continue
+            error = tiling_error(in_meta)
+            expected = sorted(newest.values(), key=lambda d: d.start_key)
+            if error is None and in_meta != expected:
+                error = (f"meta disagrees with the replicas: meta {[(d.range_id, d.start_key, d.generation) for d in in_meta]} "
+                         f"vs replicas {[(d.range_id, d.start_key, d.generation) for d in expected]}")
+            if error is not None:
+                return Violation("meta agrees with the replicas", f"node {node_id} after healing: {error}")
+        return None

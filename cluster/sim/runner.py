@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from cluster.sim.checkers import (
     ChosenValueChecker,
     LeaseChecker,
+    MetaChecker,
     Violation,
     check_final_reads,
     check_linearizable,
 )
 from cluster.sim.world import MS, SECOND, SimConfig, World
 
-KNOWN_BUGS = ("ack-before-fsync", "accept-lower-ballot", "lease-without-stasis", "skip-reproposal")
+KNOWN_BUGS = ("ack-before-fsync", "accept-lower-ballot", "lease-without-stasis", "skip-reproposal",
+              "split-drops-rhs-write")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class SeedResult:
     operations: int
     faults: dict[str, int]
     trace_digest: int
+    splits: int = 0
 
 
 def config_for_seed(seed: int, bug: str | None, nodes: int | None = None) -> SimConfig:
@@ -44,7 +47,7 @@ def config_for_seed(seed: int, bug: str | None, nodes: int | None = None) -> Sim
     config.nodes = nodes or rng.choice((3, 3, 5))
     config.drop_rate = rng.choice((0.0, 0.01, 0.05))
     config.dup_rate = rng.choice((0.0, 0.02))
-    config.net_delay_max_ns = rng.choice((2 * MS, 5 * MS, 15 * MS))
+    config.net_delay_max_ns = rng.choice((2 * MS, 5 * MS, 15 * MS, 60 * MS))
     config.fault_interval_ns = rng.choice((400 * MS, 800 * MS, 1500 * MS))
     config.clients = rng.choice((3, 5))
     # Larger max offsets make clock-skew bugs visible at tick granularity (50 ms).
@@ -105,9 +108,17 @@ class FaultSchedule:
         world = self.world
         nodes = list(range(1, world.config.nodes + 1))
         self.rng.shuffle(nodes)
-        shape = self.rng.choice(("isolate", "halves", "bridge", "one-way"))
+        shape = self.rng.choice(("isolate", "isolate-leader", "halves", "bridge", "one-way"))
         blocked: set[tuple[int, int]] = set()
-        if shape == "isolate":
+        if shape == "isolate-leader":
+            # Jepsen's favourite: cut off the leader of the busiest (user) range, so a new
+            # leader takes over while the old one still has accepts in flight.
+            leader = self._leader_of_user_range()
+            if leader is not None:
+                nodes.remove(leader)
+                nodes.insert(0, leader)
+            blocked = _both_ways([nodes[0]], nodes[1:])
+        elif shape == "isolate":
             blocked = _both_ways([nodes[0]], nodes[1:])
         elif shape == "halves":
             cut = len(nodes) // 2
@@ -123,6 +134,14 @@ class FaultSchedule:
         world._count(f"partition-{shape}")
         world.trace.append(f"{world.now_ns} partition {shape} {sorted(blocked)}")
         world.schedule(self.rng.randrange(300 * MS, 3 * SECOND), self._heal_partition)
+
+    def _leader_of_user_range(self) -> int | None:
+        for node_id in self.world.live_nodes():
+            store = self.world.nodes[node_id].store
+            for replica in store.replicas.values():
+                if replica.sm.descriptor.start_key >= b"\x02" and replica.group.is_leader:
+                    return node_id
+        return None
 
     def _heal_partition(self) -> None:
         self.world.blocked = set()
@@ -149,7 +168,8 @@ def run_seed(seed: int, bug: str | None = None, nodes: int | None = None) -> See
     config = config_for_seed(seed, bug, nodes)
     chosen = ChosenValueChecker()
     leases = LeaseChecker()
-    world = World(seed, config, observers=[chosen, leases])
+    meta = MetaChecker()
+    world = World(seed, config, observers=[chosen, leases, meta])
     faults = FaultSchedule(world)
     world.start_clients()
     faults.start()
@@ -164,9 +184,9 @@ def run_seed(seed: int, bug: str | None = None, nodes: int | None = None) -> See
         violation = Violation("node assertion", f"at t={world.now_ns}ns: {e}\n{traceback.format_exc(limit=6)}")
         return SeedResult(seed, violation, len(world.history), dict(world.faults_injected), 0)
     violation = (chosen.violation or leases.violation or check_linearizable(world)
-                 or check_final_reads(world))
+                 or check_final_reads(world) or meta.check_final(world))
     digest = zlib.crc32("\n".join(world.trace).encode() + world.history.to_jsonl().encode())
-    return SeedResult(seed, violation, len(world.history), dict(world.faults_injected), digest)
+    return SeedResult(seed, violation, len(world.history), dict(world.faults_injected), digest, world.splits_done)
 
 
 def run_seeds(args) -> int:
@@ -181,7 +201,7 @@ def run_seeds(args) -> int:
     for seed in range(args.seed_start, args.seed_start + args.seeds):
         result = run_seed(seed, bug, args.nodes)
         if args.verbose:
-            print(f"seed {seed}: {result.operations} ops, faults {result.faults}"
+            print(f"seed {seed}: {result.operations} ops, {result.splits} splits, faults {result.faults}"
                   + (f", VIOLATION {result.violation}" if result.violation else ""))
         if result.violation is not None:
             failures += 1

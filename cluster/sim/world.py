@@ -32,6 +32,7 @@ from paxos_groups.core import GroupConfig
 from paxos_groups.engine import MemoryEngine
 from ranges import keys
 from ranges.api import (
+    AdminSplit,
     AmbiguousResult,
     BadRequest,
     Delete,
@@ -67,6 +68,7 @@ class SimConfig:
     op_timeout_ns: int = 4 * SECOND
     attempt_timeout_ns: int = 800 * MS
     bugs: frozenset[str] = frozenset()
+    split_rate: float = 0.03
 
 
 class SimPhysicalClock:
@@ -93,7 +95,7 @@ class SimNode:
 
 @dataclass
 class ClientOp:
-    op_id: int  # history id
+    op_id: int | None  # history id (None: not in the history, e.g. a split)
     request: Any
     deadline_ns: int
     maybe_applied: bool = False
@@ -122,7 +124,7 @@ class SimClient:
             return
         else:
             request = self._random_request()
-        history_id = world.record_invoke(self.index, request)
+        history_id = None if isinstance(request, AdminSplit) else world.record_invoke(self.index, request)
         self.op = ClientOp(history_id, request, world.now_ns + world.config.op_timeout_ns)
         self._send_attempt()
 
@@ -132,6 +134,8 @@ class SimClient:
         self.seq += 1
         op_id = b"c%d-%d" % (self.index, self.seq)
         roll = rng.random()
+        if roll < self.world.config.split_rate:
+            return AdminSplit(key + b"%d" % rng.randrange(10))
         if roll < 0.45:
             return Get(key)
         if roll < 0.9:
@@ -153,7 +157,7 @@ class SimClient:
     def _attempt_timed_out(self, op: ClientOp, attempt: int) -> None:
         if self.op is not op or op.attempt != attempt:
             return
-        if isinstance(op.request, (Put, Delete)):
+        if isinstance(op.request, (Put, Delete, AdminSplit)):
             op.maybe_applied = True
         self._retry_elsewhere()
 
@@ -190,7 +194,10 @@ class SimClient:
     def _finish(self, result: Any) -> None:
         op = self.op
         self.op = None
-        self.world.record_complete(self.index, op, result)
+        if op.op_id is not None:
+            self.world.record_complete(self.index, op, result)
+        elif not isinstance(result, SpanliteError):
+            self.world.splits_done += 1
         self.world.schedule(self.world.rng.randrange(1, 20 * MS), self.start_next)
 
 
@@ -210,6 +217,7 @@ class World:
         self.clients: list[SimClient] = []
         self.trace: list[str] = []
         self.faults_injected: dict[str, int] = {}
+        self.splits_done = 0
         self._bootstrap()
 
     # ------------------------------------------------------------------ events

@@ -43,6 +43,7 @@ from paxos_groups.messages import (
     Nack,
     Prepare,
     Promise,
+    TimeoutNow,
 )
 
 GID = 7
@@ -101,6 +102,7 @@ class Cluster:
         self.isolated: set[int] = set()
         self.snapshots = {i: None for i in self.members}
         self.sent_counts = {}
+        self.delivered = []  # (frm, to, message), in delivery order
 
     def drain(self, node):
         g = self.groups[node]
@@ -122,6 +124,7 @@ class Cluster:
             frm, to, m = self.queue.popleft()
             if frm in self.isolated or to in self.isolated:
                 continue
+            self.delivered.append((frm, to, m))
             self.groups[to].step(frm, m)
             self.drain(to)
 
@@ -770,6 +773,179 @@ def test_new_leader_elected_after_leader_dies():
     c.propose(new.node_id, b"b")
     c.tick(2)
     assert c.applied[2] == c.applied[3] == [b"a", b"b"]
+
+
+# ============================================================================ leadership transfer
+
+
+def test_transfer_moves_leadership_to_the_target_within_a_few_ticks():
+    c = Cluster()  # stickiness on: node 2 hears a live leader throughout
+    old = c.elect(1)
+    for v in (b"a", b"b"):
+        c.propose(1, v)
+    assert old.transfer_leadership(3) is True
+    assert old.transfer_target == 3
+    c.drain(1)
+    c.deliver()
+    c.tick(3)
+    new = c.groups[3]
+    assert new.is_leader and c.leader() is new
+    assert not old.is_leader and old.transfer_target is None
+    assert old.leader_hint == 3 and c.groups[2].leader_hint == 3
+    forced = [m for frm, _, m in c.delivered if frm == 3 and isinstance(m, Prepare)]
+    assert forced and all(m.force and not m.probe for m in forced), "no probe: a forced campaign"
+    c.propose(3, b"c")
+    c.tick(2)
+    assert c.applied[1] == c.applied[2] == c.applied[3] == [b"a", b"b", b"c"]
+
+
+def test_transfer_target_must_catch_up_before_timeout_now():
+    g = make_group(1)
+    make_leader(g)
+    g.propose(b"a")
+    g.propose(b"b")
+    take(g)
+    g.step(2, Accepted(GID, g.ballot, (1, 2), 0))  # chosen without node 3
+    take(g)
+    assert g.transfer_leadership(3) is True
+    r = take(g)
+    assert sent(r, TimeoutNow) == [], "node 3 has acked nothing"
+    assert sent(r, Heartbeat, to=3), "asks where the target stands"
+    g.step(3, HeartbeatAck(GID, g.ballot, 0, 0))
+    r = take(g)
+    assert sent(r, Chosen, to=3) == [Chosen(GID, g.ballot, ((1, b"a"), (2, b"b")))]
+    assert sent(r, TimeoutNow) == []
+    g.step(3, HeartbeatAck(GID, g.ballot, 2, 2))  # caught up
+    assert sent(take(g), TimeoutNow, to=3) == [TimeoutNow(GID, g.ballot)]
+
+
+def test_transfer_resends_unacked_in_flight_slots_to_the_target_and_waits_for_its_ack():
+    g = make_group(1)
+    make_leader(g)
+    g.propose(b"a")
+    take(g)
+    g.step(2, HeartbeatAck(GID, g.ballot, 0, 0))
+    g.step(3, HeartbeatAck(GID, g.ballot, 0, 0))
+    take(g)
+    assert g.transfer_leadership(3)
+    r = take(g)
+    assert [m.entries for m in sent(r, Accept, to=3)] == [((1, b"a"),)]
+    assert sent(r, TimeoutNow) == []
+    g.step(3, Accepted(GID, g.ballot, (1,), 0))  # holds the in-flight slot (now chosen)
+    assert sent(take(g), TimeoutNow) == [], "it must also learn that slot 1 is chosen"
+    g.step(3, HeartbeatAck(GID, g.ballot, 1, 1))
+    assert sent(take(g), TimeoutNow, to=3) == [TimeoutNow(GID, g.ballot)]
+
+
+def test_lagging_target_in_a_cluster_gets_catch_up_before_timeout_now():
+    c = Cluster(config=GroupConfig(max_entries_per_message=4))
+    old = c.elect(1)
+    c.isolated.add(3)
+    for i in range(10):
+        c.propose(1, i)
+    c.tick(4)
+    c.isolated.clear()
+    assert old.transfer_leadership(3)
+    c.drain(1)
+    c.deliver()
+    c.tick(4)
+    assert c.groups[3].is_leader
+    to_3 = [m for _, to, m in c.delivered if to == 3]
+    first_timeout_now = next(i for i, m in enumerate(to_3) if isinstance(m, TimeoutNow))
+    caught_up = {slot for m in to_3[:first_timeout_now] if isinstance(m, Chosen) for slot, _ in m.entries}
+    assert caught_up == set(range(1, 11))
+    assert c.applied[3] == list(range(10))
+
+
+def test_proposals_during_transfer_raise_not_leader_hinting_the_target():
+    g = make_group(1, config=GroupConfig(max_inflight_slots=1))
+    make_leader(g)
+    g.propose(b"in-flight")
+    g.propose(b"queued-1")
+    g.propose(b"queued-2")
+    take(g)
+    assert g.transfer_leadership(2)
+    assert g.is_leader and g.transfer_target == 2
+    r = take(g)
+    assert r.dropped_proposals == [b"queued-1", b"queued-2"]
+    with pytest.raises(NotLeader) as e:
+        g.propose(b"late")
+    assert e.value.leader_hint == 2
+    g.step(2, Accepted(GID, g.ballot, (1,), 0))  # the in-flight slot still completes
+    assert g.chosen_upto == 1 and g.inflight_slots == 0
+
+
+def test_abandoned_transfer_resumes_the_old_leaders_proposals():
+    c = Cluster(config=GroupConfig(quiesce=False))
+    leader = c.elect(1)
+    c.isolated.add(3)  # the target is partitioned: it never catches up nor campaigns
+    assert leader.transfer_leadership(3)
+    c.drain(1)
+    c.deliver()
+    max_ticks = GroupConfig().election_ticks_max
+    c.tick(max_ticks - 1)
+    with pytest.raises(NotLeader):
+        leader.propose(b"too early")
+    c.tick(1)
+    assert leader.is_leader and leader.transfer_target is None
+    c.propose(1, b"resumed")
+    c.tick(2)
+    assert c.applied[1] == c.applied[2] == [b"resumed"]
+
+
+def test_transfer_leadership_is_refused_off_the_leader_to_itself_or_to_a_non_member():
+    g = make_group(1)
+    assert g.transfer_leadership(2) is False  # not the leader
+    make_leader(g)
+    assert g.transfer_leadership(1) is False
+    assert g.transfer_leadership(9) is False
+    assert g.transfer_target is None
+    solo = make_group(1, members=(1,))
+    solo.campaign()
+    assert solo.is_leader and solo.transfer_leadership(2) is False
+
+
+def test_acceptor_honours_forced_prepare_despite_stickiness_but_not_an_unforced_one():
+    c = Cluster(config=GroupConfig(quiesce=False))
+    c.elect(1)
+    c.tick(3)
+    follower = c.groups[2]
+    follower.step(3, Prepare(GID, b(9, 3), 1))
+    r = take(follower)
+    assert r.messages == [] and r.promised is None, "sticky: a live leader exists"
+    follower.step(3, Prepare(GID, b(9, 3), 1, force=True))
+    r = take(follower)
+    assert r.promised == b(9, 3) and sent(r, Promise, to=3)
+    follower.step(3, Prepare(GID, b(8, 3), 1, force=True))  # forced, but still phase 1
+    assert sent(take(follower), Nack, to=3) == [Nack(GID, b(8, 3), b(9, 3))]
+
+
+def test_leader_honours_forced_prepare_and_steps_down():
+    g = make_group(1)
+    make_leader(g)
+    g.step(3, Prepare(GID, b(5, 3), 1))
+    assert g.is_leader and not g.has_ready()
+    g.step(3, Prepare(GID, b(5, 3), 1, force=True))
+    assert g.role == FOLLOWER and g.promised == b(5, 3)
+    assert sent(take(g), Promise, to=3)
+
+
+def test_timeout_now_from_the_current_leader_starts_a_forced_campaign_without_probe():
+    g = make_group(2)
+    g.step(1, Heartbeat(GID, b(2, 1), 0))
+    take(g)
+    g.step(3, TimeoutNow(GID, b(2, 3)))  # not our leader
+    g.step(1, TimeoutNow(GID, b(1, 1)))  # an older leadership of node 1
+    g.step(3, TimeoutNow(GID, b(2, 1)))  # not the ballot owner
+    assert g.role == FOLLOWER and g.leader_hint == 1
+    assert sent(take(g), Prepare) == []
+    g.step(1, TimeoutNow(GID, b(2, 1)))
+    assert g.role == CANDIDATE and g.ballot == b(3, 2)
+    r = take(g)
+    prepares = sent(r, Prepare)
+    assert len(prepares) == 2 and all(m.force and not m.probe for m in prepares)
+    g.step(1, TimeoutNow(GID, b(2, 1)))  # a duplicate: ignored once campaigning
+    assert g.role == CANDIDATE and g.ballot == b(3, 2)
 
 
 # ============================================================================ restart, compaction, outputs

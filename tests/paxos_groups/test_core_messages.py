@@ -19,6 +19,7 @@ from paxos_groups.messages import (
     Nack,
     Prepare,
     Promise,
+    TimeoutNow,
     decode_message,
     encode_message,
 )
@@ -28,6 +29,7 @@ B = Ballot(3, 2)
 EXAMPLES = [
     Prepare(1, B, 5),
     Prepare(1, B, 5, probe=True),
+    Prepare(1, B, 5, force=True),
     Promise(1, B, ((5, Ballot(1, 1), b"v"), (7, Ballot(2, 3), None)), 4, 2),
     Promise(1, B, (), 0, 1, probe=True),
     Accept(2, B, ((1, b"a"), (2, None), (3, ["nested", 1, {"k": b"v"}])), 0),
@@ -39,6 +41,7 @@ EXAMPLES = [
     HeartbeatAck(3, B, 9, 12),
     Chosen(4, B, ((8, b"x"), (9, "y"))),
     InstallSnapshot(4, B, 100, {"state": [1, 2, 3]}),
+    TimeoutNow(5, B),
 ]
 
 
@@ -51,6 +54,14 @@ def test_every_message_round_trips_through_cbor(msg):
 def test_encoding_is_compact_tag_first():
     assert encode_message(Prepare(1, B, 5)) == [1, 1, [3, 2], 5, False]
     assert encode_message(Heartbeat(3, B, 10)) == [6, 3, [3, 2], 10, False]
+    assert encode_message(TimeoutNow(5, B)) == [10, 5, [3, 2]]
+
+
+def test_prepare_force_is_an_optional_trailing_field_absent_when_false():
+    assert encode_message(Prepare(1, B, 5, force=True)) == [1, 1, [3, 2], 5, False, True]
+    assert encode_message(Prepare(1, B, 5)) == [1, 1, [3, 2], 5, False]  # as older senders
+    assert decode_message([1, 1, [3, 2], 5, False]).force is False
+    assert decode_message([1, 1, [3, 2], 5, False, False]) == Prepare(1, B, 5)
 
 
 MALFORMED = [
@@ -67,6 +78,8 @@ MALFORMED = [
     ([1, 1, [1, 1], 0, False], "from_slot"),
     ([1, 1, [1, 1], True, False], "from_slot"),
     ([1, 1, [1, 1], 1, 1], "probe"),
+    ([1, 1, [1, 1], 1, False, 1], "force"),
+    ([1, 1, [1, 1], 1, False, True, True], "has 5 fields"),
     ([1, 1, [1, 1], 2**63, False], "from_slot"),
     ([2, 1, [1, 1], "x", 0, 1, False], "promise entries"),
     ([2, 1, [1, 1], [[1, 1, 1]], 0, 1, False], "promise entry"),
@@ -81,6 +94,8 @@ MALFORMED = [
     ([7, 1, [1, 1], 1, None], "max_accepted_slot"),
     ([8, 1, [1, 1], {"1": "a"}], "chosen entries"),
     ([9, 1, [1, 1], 0, b"data"], "snapshot index"),
+    ([10, 1, [1, 1], 1], "has 3 fields"),
+    ([10, 1, [1]], "ballot"),
 ]
 
 

@@ -5,7 +5,8 @@ A deterministic harness: N nodes, each a `PaxosGroup` driven by the durability r
 a seeded network that drops, duplicates, delays (reorders) and partitions messages, which
 travel as real cbor frames through `encode_message`/`decode_message`, crashes that lose the
 unsynced suffix of a node's engine (sometimes between persisting a Ready and sending it),
-restarts from `load_durable_state`, log compaction and snapshot installs.
+restarts from `load_durable_state`, log compaction and snapshot installs, forced campaigns,
+wake-ups and leadership transfers (`transfer_leadership` to a random member).
 
 The state machine of each node is the list of applied values, persisted in the node's
 engine after the Ready that produced them (unsynced, as a real range would).
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 import cbor2
 import pytest
 
-from paxos_groups.core import GroupConfig, PaxosGroup, ProposalQueueFull
+from paxos_groups.core import GroupConfig, NotLeader, PaxosGroup, ProposalQueueFull
 from paxos_groups.core_types import BUG_ACCEPT_LOWER_BALLOT, BUG_SKIP_REPROPOSAL, Ready
 from paxos_groups.durable import load_durable_state, needs_sync, ready_to_batch
 from paxos_groups.engine import MemoryEngine
@@ -63,6 +64,7 @@ class SimParams:
     campaign_per_tick: float = 0.003
     wake_per_tick: float = 0.003
     compact_per_tick: float = 0.02
+    transfer_per_tick: float = 0.01  # per leader: start a leadership transfer to a random member
     config: GroupConfig = field(default_factory=lambda: GroupConfig(max_inflight_slots=8, max_pending_proposals=16))
     bugs: frozenset[str] = frozenset()
 
@@ -223,6 +225,9 @@ class Simulation:
         self.snapshots_installed = 0
         self.marker_at: tuple[int, object] | None = None
         self.marker: bytes | None = None
+        self.transfers_started = 0
+        self.transfers_completed = 0  # the target led at a higher ballot within the deadline
+        self._open_transfers: dict[int, tuple[int, object]] = {}  # target -> (deadline, ballot)
 
     def run(self) -> None:
         for _ in range(self.params.chaos_ticks):
@@ -242,9 +247,31 @@ class Simulation:
                     node.group.wake()
                 if rng.random() < p.compact_per_tick and node.values:
                     node.group.compact(rng.randint(max(0, len(node.values) - 20), len(node.values)))
+                if node.group.is_leader and rng.random() < p.transfer_per_tick:
+                    self._transfer(node)
         while rng.random() < p.propose_per_tick:
             self._propose()
         self._tick_all()
+        self._track_transfers()
+
+    def _transfer(self, node: SimNode) -> None:
+        target = self.rng.choice(self.members)  # sometimes itself: refused
+        if not node.group.transfer_leadership(target):
+            assert target == node.node_id, f"transfer from leader {node.node_id} to {target} refused"
+            return
+        self.transfers_started += 1
+        deadline = self.now + self.params.config.election_ticks_max
+        self._open_transfers[target] = (deadline, node.group.ballot)
+        node.drive()
+
+    def _track_transfers(self) -> None:
+        for target, (deadline, ballot) in list(self._open_transfers.items()):
+            group = self.nodes[target].group
+            if self.nodes[target].up and group.is_leader and group.ballot > ballot:
+                self.transfers_completed += 1
+                del self._open_transfers[target]
+            elif self.now > deadline:
+                del self._open_transfers[target]
 
     def _tick_all(self) -> None:
         for node in self.nodes.values():
@@ -276,7 +303,7 @@ class Simulation:
         value = f"v{self.proposals}@{node.node_id}".encode()
         try:
             node.group.propose(value)
-        except ProposalQueueFull:
+        except (ProposalQueueFull, NotLeader):  # NotLeader: a leadership transfer is under way
             return
         self.proposer_of[value] = node.node_id
         node.drive()
@@ -304,7 +331,7 @@ class Simulation:
         value = f"marker-{self.now}".encode()
         try:
             leader.group.propose(value)
-        except ProposalQueueFull:
+        except (ProposalQueueFull, NotLeader):
             return
         self.marker_at = (leader.node_id, leader.group.ballot)
         self.marker = value
@@ -438,3 +465,23 @@ def test_random_runs_exercise_catch_up_snapshots_and_quiescence():
         chosen_messages += sim.network.sent_by_type.get("Chosen", 0)
         quiesced += sim.network.sent_by_type.get("QuiescedHeartbeat", 0)
     assert snapshots > 0 and chosen_messages > 0 and quiesced > 0
+
+
+def test_random_runs_with_leadership_transfers_move_leadership_and_keep_agreement():
+    started = completed = timeout_nows = 0
+    for seed in range(0, 40):
+        sim = run_simulation(_varied_params(seed))
+        started += sim.transfers_started
+        completed += sim.transfers_completed
+        timeout_nows += sim.network.sent_by_type.get("TimeoutNow", 0)
+    assert started > 0 and timeout_nows > 0 and completed > 0
+
+
+def test_frequent_leadership_transfers_under_faults_keep_agreement_and_converge():
+    completed = 0
+    for seed in range(2000, 2060):
+        params = _varied_params(seed)
+        params.transfer_per_tick = 0.1
+        sim = run_simulation(params)
+        completed += sim.transfers_completed
+    assert completed > 0

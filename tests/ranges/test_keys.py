@@ -9,13 +9,22 @@ from ranges.keys import (
     KEY_MAX,
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
+    META_PREFIX,
+    RANGE_ID_COUNTER_KEY,
+    SYSTEM_KEY_MAX,
     BadRequest,
     InvalidKey,
+    InvalidSplitKey,
     KeyTooLarge,
     ValueTooLarge,
+    decode_meta_key,
     decode_mvcc_key,
+    decode_range_state_key,
     hlc_key,
     ident_key,
+    meta_key,
+    meta_lookup_start,
+    meta_span,
     mvcc_key,
     mvcc_prefix_for,
     mvcc_span,
@@ -24,8 +33,9 @@ from ranges.keys import (
     range_dedup_prefix,
     range_state_key,
     range_state_span,
-    decode_range_state_key,
     validate_key,
+    validate_split_key,
+    validate_user_key,
     validate_value,
 )
 
@@ -119,3 +129,60 @@ def test_range_state_keys_can_be_found_among_dedup_records():
     assert all(lo <= k < hi for k in keys)
     assert [decode_range_state_key(k) for k in keys] == [None, 3, None, 70]
     assert decode_range_state_key(hlc_key()) is None
+
+
+# -- system keyspace and meta addressing (docs/SHARDING.md) ------------------------------
+
+range_end_keys = st.binary(max_size=8).map(lambda k: SYSTEM_KEY_MAX + k).filter(lambda k: k <= KEY_MAX)
+
+
+def test_system_keyspace_layout_matches_sharding_doc():
+    assert (SYSTEM_KEY_MAX, META_PREFIX, RANGE_ID_COUNTER_KEY) == (b"\x02", b"\x01", b"\x01\x00range-id")
+    assert meta_key(b"\x02") == b"\x01\x02" and meta_key(KEY_MAX) == b"\x01\xff\xff"
+    assert meta_lookup_start(b"abc") == b"\x01abc\x00"
+    lo, hi = meta_span()
+    assert not lo <= RANGE_ID_COUNTER_KEY < hi and RANGE_ID_COUNTER_KEY < SYSTEM_KEY_MAX
+
+
+@given(range_end_keys)
+def test_meta_key_round_trips_and_sorts_in_the_system_keyspace(end_key):
+    key = meta_key(end_key)
+    assert decode_meta_key(key) == end_key
+    lo, hi = meta_span()
+    assert lo <= key < hi and key < SYSTEM_KEY_MAX
+    validate_key(key)
+
+
+@pytest.mark.parametrize("key", [b"", b"x", b"\x02", b"\x01\x00range-id", b"\x01\x01", b"\x01\xff\xff\x00", "\x01a"])
+def test_decode_meta_key_rejects_non_meta_keys(key):
+    with pytest.raises(ValueError):
+        decode_meta_key(key)
+
+
+@given(user_keys, range_end_keys)
+def test_meta_lookup_finds_the_range_whose_end_is_the_first_above_the_key(key, end_key):
+    # The first meta entry at or after the lookup start is the first range end above the key.
+    assert (meta_lookup_start(key) <= meta_key(end_key)) == (key < end_key)
+
+
+def test_validate_user_key_rejects_the_system_keyspace():
+    validate_user_key(b"\x02")
+    validate_user_key(b"user")
+    for key in (b"", b"\x00", b"\x01", b"\x01\xff\xff", b"\x01\x00range-id"):
+        with pytest.raises(InvalidKey, match="reserved for the system keyspace"):
+            validate_user_key(key)
+    with pytest.raises(InvalidKey, match="KEY_MAX"):
+        validate_user_key(KEY_MAX)
+    with pytest.raises(KeyTooLarge):
+        validate_user_key(b"x" * (MAX_KEY_BYTES + 1))
+
+
+def test_validate_split_key():
+    validate_split_key(b"\x02")
+    validate_split_key(b"m")
+    for key in (b"", b"\x00", b"\x01\x05", None):
+        with pytest.raises(InvalidSplitKey):
+            validate_split_key(key)
+    assert issubclass(InvalidSplitKey, BadRequest)
+    with pytest.raises(BadRequest):
+        validate_split_key(KEY_MAX)
