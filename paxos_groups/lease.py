@@ -150,8 +150,29 @@ def request_lease(current: Lease, holder: int, now: Timestamp, duration_ns: int)
     return Lease(holder, start, start.add_ns(duration_ns), current.sequence + 1)
 
 
-def apply_lease_request(current: Lease, requested: Lease) -> tuple[Lease, bool, str | None]:
-    """The deterministic apply-time rule: `(new_lease, accepted, reason_if_rejected)`."""
+def transfer_lease(current: Lease, target: int, now: Timestamp, duration_ns: int) -> Lease:
+    """The lease the current holder proposes to hand its range to `target`.
+
+    The holder stops serving under `current` BEFORE proposing this (and never serves under it
+    again), so every timestamp it served is below `now`, where the new lease starts: the two
+    leases stay disjoint even though the new one starts before `current.expiration`.
+    """
+    assert target > 0 and target != current.holder, f"transfer from {current.holder} to {target}"
+    assert now >= current.start, "a transfer cannot start before the lease it replaces"
+    return Lease(target, now, now.add_ns(duration_ns), current.sequence + 1)
+
+
+def apply_lease_request(current: Lease, requested: Lease, transfer_from: int = 0) -> tuple[Lease, bool, str | None]:
+    """The deterministic apply-time rule: `(new_lease, accepted, reason_if_rejected)`.
+
+    `transfer_from` is the node that proposed a transfer (`transfer_lease`); a transfer is
+    valid only from the current holder and only for the lease it holds."""
+    if transfer_from and requested.sequence == current.sequence + 1:
+        if transfer_from != current.holder:
+            return current, False, f"transfer from node {transfer_from}, but node {current.holder} holds the lease"
+        if requested.start < current.start:
+            return current, False, "a transfer cannot start before the lease it replaces"
+        return requested, True, None
     if requested.sequence == 0:
         return current, False, "NO_LEASE cannot be requested"
     if requested.sequence == current.sequence:

@@ -117,6 +117,8 @@ class RequestLease:
     # applied state may have regressed in a crash, and applying a fresh proposal proves it
     # has re-applied everything chosen before.
     proposed_ts: Timestamp = ZERO
+    # Non-zero for a lease transfer: the current holder handing the lease to lease.holder.
+    transfer_from: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.lease, Lease):
@@ -126,13 +128,15 @@ class RequestLease:
             raise ValueError(f"lease sequence {self.lease.sequence} cannot follow {self.prev_sequence}")
 
     def encode_fields(self) -> list:
-        return [self.lease.encode(), self.prev_sequence, self.proposed_ts.encode()]
+        return [self.lease.encode(), self.prev_sequence, self.proposed_ts.encode(), self.transfer_from]
 
     @staticmethod
     def decode_fields(fields: list) -> "RequestLease":
-        _expect_arity(fields, 3, "request_lease")
-        lease, prev_sequence, proposed_ts = fields
-        return RequestLease(Lease.decode(lease), prev_sequence, Timestamp.decode(proposed_ts))
+        _expect_arity(fields, 4, "request_lease")
+        lease, prev_sequence, proposed_ts, transfer_from = fields
+        if not isinstance(transfer_from, int) or isinstance(transfer_from, bool) or transfer_from < 0:
+            raise ValueError(f"transfer_from must be a node id or 0, got {transfer_from!r}")
+        return RequestLease(Lease.decode(lease), prev_sequence, Timestamp.decode(proposed_ts), transfer_from)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,12 +259,34 @@ def _split_halves_problem(old: RangeDescriptor, left: RangeDescriptor, right: Ra
     return None
 
 
-Command = Put | Delete | RequestLease | Increment | Split | MetaSplit
+@dataclass(frozen=True, slots=True)
+class MetaAck:
+    """The meta range holds this range's split up to `generation`: drop those pending updates."""
+
+    TAG = 7
+    generation: int
+    ts: Timestamp
+    op_id = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.generation, int) or isinstance(self.generation, bool) or self.generation < 1:
+            raise ValueError(f"meta ack generation must be a positive int, got {self.generation!r}")
+
+    def encode_fields(self) -> list:
+        return [self.generation, self.ts.encode()]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "MetaAck":
+        _expect_arity(fields, 2, "meta_ack")
+        return MetaAck(fields[0], Timestamp.decode(fields[1]))
+
+
+Command = Put | Delete | RequestLease | Increment | Split | MetaSplit | MetaAck
 
 _COMMAND_TYPES: dict[int, Any] = {
-    cls.TAG: cls for cls in (Put, Delete, RequestLease, Increment, Split, MetaSplit)
+    cls.TAG: cls for cls in (Put, Delete, RequestLease, Increment, Split, MetaSplit, MetaAck)
 }
-assert len(_COMMAND_TYPES) == 6, "command tags must be unique"
+assert len(_COMMAND_TYPES) == 7, "command tags must be unique"
 
 
 def _expect_arity(fields: list, arity: int, name: str) -> None:

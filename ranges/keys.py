@@ -194,6 +194,11 @@ def decode_range_state_key(engine_key: bytes) -> int | None:
     return int.from_bytes(engine_key[1:-1], "big") if is_state else None
 
 
+def range_pending_meta_key(range_id: int) -> bytes:
+    """The range's meta updates still to make (splits whose MetaSplit has not been acked)."""
+    return _range_prefix(range_id) + b"m"
+
+
 def range_dedup_prefix(range_id: int) -> bytes:
     """The prefix of all dedup records of a range; `prefix_end()` of it bounds them."""
     return _range_prefix(range_id) + _SUFFIX_DEDUP

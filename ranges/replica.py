@@ -30,7 +30,7 @@ from typing import Any, Callable
 from clock.hlc import HybridLogicalClock
 from clock.timestamp import Timestamp
 from paxos_groups.core import NotLeader, PaxosGroup, ProposalQueueFull
-from paxos_groups.lease import Lease, LeaseStatus, lease_status, request_lease
+from paxos_groups.lease import Lease, LeaseStatus, lease_status, request_lease, transfer_lease
 from ranges import commands
 from ranges.api import (
     AdminSplit,
@@ -101,6 +101,8 @@ class Replica:
     # lease becomes usable here once a lease command proposed after it has applied.
     started_ts: Timestamp | None = None
     lease_usable: bool = False
+    # The sequence of a lease of ours we proposed to transfer away (0: none).
+    transferred_sequence: int = 0
     # Set by the Store: runs the split of this range requested by `pending` (AdminSplit).
     on_admin_split: Callable[["Replica", PendingRequest], None] | None = None
 
@@ -161,6 +163,8 @@ class Replica:
         status = lease_status(lease, self.node_id, now, self.hlc.max_offset_ns)
         if status is LeaseStatus.VALID and not self.lease_usable:
             return LeaseStatus.STASIS  # Held from before a restart: renew before serving.
+        if status is LeaseStatus.VALID and lease.sequence == self.transferred_sequence:
+            return LeaseStatus.STASIS  # Being handed to another node: never serve under it again.
         if "lease-without-stasis" in self.bugs and status is LeaseStatus.STASIS:
             return LeaseStatus.VALID  # Planted bug: serve through the stasis period.
         return status
@@ -235,7 +239,37 @@ class Replica:
             return False
         return True
 
+    def propose_meta_ack(self, generation: int) -> bool:
+        """As leader: record that meta holds our splits up to `generation`."""
+        if not self.group.is_leader:
+            return False
+        try:
+            self.group.propose(commands.encode_command(commands.MetaAck(generation, self.hlc.now())))
+        except (NotLeader, ProposalQueueFull):
+            return False
+        return True
+
     # ------------------------------------------------------------------ leases
+
+    def transfer_lease(self, target: int) -> bool:
+        """Hand lease and leadership to `target` (a replica). From the moment of proposing,
+        this node stops serving under its lease for good; if the transfer fails, the lease
+        runs out and the leader acquires a fresh one."""
+        now = self.hlc.now()
+        lease = self.sm.lease
+        if target not in self.sm.descriptor.replicas or target == self.node_id:
+            return False
+        if self._lease_status(lease, now) is not LeaseStatus.VALID or not self.group.is_leader:
+            return False
+        wanted = transfer_lease(lease, target, now, self.config.lease_duration_ns)
+        command = commands.RequestLease(wanted, lease.sequence, now, transfer_from=self.node_id)
+        try:
+            self.group.propose(commands.encode_command(command))
+        except (NotLeader, ProposalQueueFull):
+            return False
+        self.transferred_sequence = lease.sequence
+        self.group.transfer_leadership(target)
+        return True
 
     def maintain_lease(self, now: Timestamp) -> None:
         """As Paxos leader: acquire an expired lease, renew our own before it runs out."""
@@ -298,7 +332,8 @@ class Replica:
                     f"write rejected by range {self.range_id}: {result.error}; retry",
                     leaseholder=None, leaseholder_address=None))
             else:
-                self._fail(pending, ConditionFailed(f"range {self.range_id} rejected the write: {result.error}"))
+                self._fail(pending, ConditionFailed(f"range {self.range_id} rejected the write: {result.error}",
+                                                    current=result.value))
 
     def _unlatch(self, pending: PendingRequest) -> None:
         key = pending.request.key

@@ -57,6 +57,7 @@ from clock.timestamp import MAX, Timestamp
 from paxos_groups.engine import Engine, WriteBatch
 from paxos_groups.lease import NO_LEASE, Lease, LeaseStatus, apply_lease_request, lease_status
 from ranges.commands import (
+    MetaAck,
     INT64_MAX,
     INT64_MIN,
     CommandDecodeError,
@@ -70,6 +71,7 @@ from ranges.commands import (
 )
 from ranges.descriptor import RangeDescriptor, decode_meta_value, encode_meta_value
 from ranges.keys import (
+    range_pending_meta_key,
     KEY_MAX,
     KEY_MIN,
     RANGE_ID_COUNTER_KEY,
@@ -90,7 +92,7 @@ DEDUP_TTL_NS = 60 * 1_000_000_000
 DEDUP_GC_EVERY = 1024
 DEDUP_GC_SLICES = 256  # One slice per first byte of op_id.
 _STATE_FIELDS = {"applied_index", "lease", "descriptor"}
-_SNAPSHOT_FIELDS = {"applied_index", "lease", "descriptor", "mvcc", "dedup"}
+_SNAPSHOT_FIELDS = {"applied_index", "lease", "descriptor", "mvcc", "dedup", "pending_meta"}
 COUNTER_BYTES = 8  # Increment's integers: 8-byte big-endian signed.
 
 # Planted bugs (FoundationDB buggify style) that the simulator's checkers must catch.
@@ -147,6 +149,7 @@ class RangeStateMachine:
         self._descriptor = descriptor
         # Approximate MVCC bytes of the range, computed on first use, then kept up to date.
         self._size_bytes: int | None = None
+        self._pending_meta: list | None = None  # Loaded lazily from the engine.
         self._load_applied_state()
         assert self._descriptor is not None, f"range {self._range_id} has no applied state in the engine"
 
@@ -229,6 +232,8 @@ class RangeStateMachine:
         self._maybe_collect_dedup(batch, index, cmd.ts)
         if isinstance(cmd, Split):
             return self._apply_split(batch, cmd)
+        if isinstance(cmd, MetaAck):
+            return self._apply_meta_ack(batch, cmd)
         kind = _WRITE_KINDS[type(cmd)]
         # Dedup first: a retry of a write that already applied reports success even if
         # the lease changed since, so the client never mistakes an applied write for a failed one.
@@ -248,7 +253,7 @@ class RangeStateMachine:
             return ApplyResult(False, "lease changed since the request", None, "lease")
         if cmd.lease.holder not in self._descriptor.replicas:
             return ApplyResult(False, f"node {cmd.lease.holder} is not a replica", None, "lease")
-        new_lease, accepted, reason = apply_lease_request(self._lease, cmd.lease)
+        new_lease, accepted, reason = apply_lease_request(self._lease, cmd.lease, cmd.transfer_from)
         changed = new_lease != self._lease
         assert accepted or not changed, "a rejected lease request leaves the lease alone"
         self._lease = new_lease
@@ -310,6 +315,9 @@ class RangeStateMachine:
         if BUG_SPLIT_DROPS_RHS_WRITE in self._bugs:
             self._drop_newest_version_in(batch, right)
         size_delta = 0 if self._size_bytes is None else -self._mvcc.span_bytes(right.start_key, right.end_key)
+        # Meta must learn of this split; whoever holds this range's lease does it, even
+        # after a crash of the node that proposed the split (docs/SHARDING.md).
+        self._set_pending_meta(batch, self.pending_meta + [(old, left, right)])
         self._descriptor = left
         assert left.end_key == right.start_key and left.generation == right.generation, "halves must abut"
         value = {"left": left.encode(), "right": right.encode()}
@@ -435,6 +443,27 @@ class RangeStateMachine:
             if wall_ns < horizon_ns:
                 batch.append((key, None))
 
+    # -- pending meta updates ------------------------------------------------------------
+
+    @property
+    def pending_meta(self) -> list[tuple[RangeDescriptor, RangeDescriptor, RangeDescriptor]]:
+        """Splits of this range not yet acknowledged in meta, oldest first."""
+        if self._pending_meta is None:
+            raw = self._engine.get(range_pending_meta_key(self._range_id))
+            self._pending_meta = [] if raw is None else _decode_pending_meta(cbor2.loads(raw))
+        return list(self._pending_meta)
+
+    def _set_pending_meta(self, batch: WriteBatch, pending: list) -> None:
+        key = range_pending_meta_key(self._range_id)
+        encoded = [[o.encode(), l.encode(), r.encode()] for o, l, r in pending]
+        batch.append((key, cbor2.dumps(encoded) if pending else None))
+        self._pending_meta = list(pending)
+
+    def _apply_meta_ack(self, batch: WriteBatch, cmd: MetaAck) -> tuple[int, ApplyResult]:
+        remaining = [p for p in self.pending_meta if p[1].generation > cmd.generation]
+        self._set_pending_meta(batch, remaining)
+        return 0, ApplyResult(True, None, None, "meta_ack", ts=cmd.ts)
+
     # -- snapshots -----------------------------------------------------------------------
 
     def snapshot(self) -> dict:
@@ -451,6 +480,7 @@ class RangeStateMachine:
             "descriptor": d.encode(),
             "mvcc": self._mvcc.export_span(d.start_key, d.end_key),
             "dedup": dedup,
+            "pending_meta": [[o.encode(), l.encode(), r.encode()] for o, l, r in self.pending_meta],
         }
 
     def restore(self, index: int, snapshot: object) -> None:
@@ -468,6 +498,7 @@ class RangeStateMachine:
         if descriptor.range_id != self._range_id:
             raise ValueError(f"snapshot of range {descriptor.range_id} offered to range {self._range_id}")
         batch = self._restore_batch(descriptor, snapshot["mvcc"], snapshot["dedup"])
+        self._set_pending_meta(batch, _decode_pending_meta(snapshot["pending_meta"]))
         self._applied_index, self._lease, self._descriptor = applied_index, lease, descriptor
         self._append_applied_state(batch, applied_index)
         self._engine.write(batch, sync=False)
@@ -489,6 +520,12 @@ class RangeStateMachine:
 
 
 # -- codecs ------------------------------------------------------------------------------
+
+
+def _decode_pending_meta(raw: object) -> list[tuple[RangeDescriptor, RangeDescriptor, RangeDescriptor]]:
+    if not isinstance(raw, list) or not all(isinstance(item, list) and len(item) == 3 for item in raw):
+        raise ValueError("pending meta updates are a list of [old, left, right] descriptors")
+    return [tuple(RangeDescriptor.decode(d) for d in item) for item in raw]
 
 
 def _encode_applied_state(index: int, lease: Lease, descriptor: RangeDescriptor) -> bytes:

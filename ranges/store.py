@@ -60,7 +60,6 @@ MAX_PROCESS_ROUNDS = 8
 META_RANGE_ID = 1
 BOOTSTRAP_TS = Timestamp(1, 0)
 SPLIT_TIMEOUT_NS = 10_000_000_000
-MAX_META_VERIFICATIONS_PER_ROUND = 50
 
 
 @dataclass
@@ -70,7 +69,10 @@ class StoreConfig:
     liveness_window_ns: int = 3_000_000_000
     liveness_ping_ticks: int = 10
     suspect_after_ns: int = 1_200_000_000
-    meta_verify_ticks: int = 20
+    meta_verify_ticks: int = 10
+    lease_balance_ticks: int = 40
+    split_check_ticks: int = 20
+    split_threshold_bytes: int = 64 << 20
 
 
 @dataclass
@@ -165,8 +167,9 @@ class Store:
         # Test hook (the simulator's checkers): called with (range_id, slot, value) per applied entry.
         self.apply_observer = None
         self._split_waiters: dict[tuple[int, int], SplitTask] = {}
-        self._meta_verified: dict[int, int] = {}  # range id -> generation meta agreed with
-        self._meta_verifying: set[int] = set()
+        self._meta_waiters: dict[tuple[int, int], SplitTask] = {}
+        self._meta_flushing: set[int] = set()
+        self._auto_splitting: set[int] = set()
         self._ticks = 0
         self._started_ns = hlc.physical_now_ns()
         for range_id in range_ids_on_store(engine):
@@ -212,6 +215,10 @@ class Store:
             replica.tick()
         if self._ticks % self.config.meta_verify_ticks == 0:
             self._verify_meta(now_ns)
+        if self._ticks % self.config.lease_balance_ticks == 0:
+            self._balance_leases(now_ns)
+        if self._ticks % self.config.split_check_ticks == 0:
+            self._maybe_split_large_ranges()
 
     def _suspect(self, node_id: int, now_ns: int) -> bool:
         heard = self.last_heard_ns.get(node_id, self._started_ns)
@@ -327,27 +334,28 @@ class Store:
 
     # ------------------------------------------------------------------ splits
 
-    def _start_split(self, replica: Replica, pending) -> None:
-        """AdminSplit at the leaseholder: allocate an id, split in our log, update meta."""
-        request: AdminSplit = pending.request
+    def _start_split(self, replica: Replica, pending, key: bytes | None = None) -> None:
+        """AdminSplit at the leaseholder (or an automatic split when `pending` is None):
+        allocate an id, split in our log, update meta."""
+        key = pending.request.key if pending is not None else key
         descriptor = replica.sm.descriptor
-        error = _split_key_error(request.key, descriptor)
+        error = _split_key_error(key, descriptor)
+        task = SplitTask(pending, replica.range_id, key, descriptor)
         if error is not None:
-            self._respond(pending.client, pending.request_id, BadRequest(error))
+            self._finish_split(task, BadRequest(error))
             return
-        task = SplitTask(pending, replica.range_id, request.key, descriptor)
         self.router.call(Increment(keys.RANGE_ID_COUNTER_KEY, 1, self._new_op_id()), self.identity.meta_replicas,
                          lambda result: self._split_with_id(task, result),
                          self.hlc.physical_now_ns(), SPLIT_TIMEOUT_NS)
 
     def _split_with_id(self, task: "SplitTask", result: Any) -> None:
         if isinstance(result, SpanliteError):
-            self._respond(task.pending.client, task.pending.request_id, result)
+            self._finish_split(task, result)
             return
         task.right_range_id = result["value"]
         replica = self.replicas.get(task.range_id)
         if replica is None or replica.sm.descriptor != task.old or not replica.propose_split(task.key, task.right_range_id):
-            self._respond(task.pending.client, task.pending.request_id, NotLeaseholder(
+            self._finish_split(task, NotLeaseholder(
                 f"range {task.range_id} changed or lost its lease during the split; retry",
                 leaseholder=None, leaseholder_address=None))
             return
@@ -356,6 +364,7 @@ class Store:
     def _split_applied(self, replica: Replica, result: ApplyResult, value: object) -> None:
         """A Split applied here: create the right-hand replica; finish the task if ours."""
         right = result.new_range
+        self._flush_pending_meta(replica)
         if right is not None and right.range_id not in self.replicas:
             new = self._load_replica(right.range_id)
             self._reindex()
@@ -366,63 +375,115 @@ class Store:
         if task is None:
             return
         if not result.ok:
-            self._respond(task.pending.client, task.pending.request_id, ConditionFailed(
+            self._finish_split(task, ConditionFailed(
                 f"split of range {task.range_id} rejected: {result.error}"))
             return
-        left = replica.sm.descriptor
-        task.left, task.right = left, right
-        self.router.call(MetaSplit(task.old, left, right, self._new_op_id()), self.identity.meta_replicas,
-                         lambda meta_result: self._split_done(task, meta_result),
-                         self.hlc.physical_now_ns(), SPLIT_TIMEOUT_NS)
+        task.left, task.right = replica.sm.descriptor, right
+        # Done once meta holds the split: the MetaAck of the left half's generation applies.
+        self._meta_waiters[(task.range_id, task.left.generation)] = task
+
+    # ------------------------------------------------------------------ lease balance
+
+    def _balance_leases(self, now_ns: int) -> None:
+        """Spread leaseholders: if this node holds clearly more leases than the live node
+        with the fewest, hand one range (lease and leadership) to that node."""
+        now = self.hlc.now()
+        live = [n for n in sorted(self.identity.nodes) if n == self.node_id or not self._suspect(n, now_ns)]
+        counts = {n: 0 for n in live}
+        mine = []
+        for replica in self._ordered:
+            holder = replica.leaseholder(now)
+            if holder in counts:
+                counts[holder] += 1
+            if holder == self.node_id and replica.group.is_leader:
+                mine.append(replica)
+        for replica in mine:
+            candidates = [n for n in replica.sm.descriptor.replicas if n in counts and n != self.node_id]
+            if not candidates:
+                continue
+            target = min(candidates, key=lambda n: (counts[n], n))
+            if counts[self.node_id] - counts[target] >= 2 and replica.transfer_lease(target):
+                log.info("node %d: moving the lease of range %d to node %d (%d vs %d leases)",
+                         self.node_id, replica.range_id, target, counts[self.node_id], counts[target])
+                return  # One transfer per round: let the counts settle.
+
+    # ------------------------------------------------------------------ automatic splits
+
+    def _maybe_split_large_ranges(self) -> None:
+        now = self.hlc.now()
+        for replica in self._ordered:
+            d = replica.sm.descriptor
+            if d.range_id == META_RANGE_ID or replica.sm.size_bytes() <= self.config.split_threshold_bytes:
+                continue
+            if replica.leaseholder(now) != self.node_id or not replica.group.is_leader:
+                continue
+            if any(task.range_id == d.range_id for task in self._split_waiters.values()) or d.range_id in self._auto_splitting:
+                continue
+            key = replica.sm.split_key_near_middle()
+            if key is None or _split_key_error(key, d) is not None:
+                continue
+            log.info("node %d: range %d is %d bytes, over the split threshold: splitting at %r",
+                     self.node_id, d.range_id, replica.sm.size_bytes(), key)
+            self._auto_splitting.add(d.range_id)
+            self._start_split(replica, None, key)
+            return  # One automatic split per round.
 
     # ------------------------------------------------------------------ meta repair
 
     def _verify_meta(self, now_ns: int) -> None:
-        """As leaseholder, check once per descriptor change that meta agrees with us, and
-        finish a split whose meta update was lost (its orchestrator died after step 2)."""
-        now = self.hlc.now()
-        budget = MAX_META_VERIFICATIONS_PER_ROUND
         for replica in self._ordered:
-            if budget == 0:
-                return
-            d = replica.sm.descriptor
-            if d.range_id == META_RANGE_ID or self._meta_verified.get(d.range_id) == d.generation:
-                continue
-            if d.range_id in self._meta_verifying or replica.leaseholder(now) != self.node_id:
-                continue
-            budget -= 1
-            self._meta_verifying.add(d.range_id)
-            self.router.call(Get(keys.meta_key(d.end_key)), self.identity.meta_replicas,
-                             lambda result, d=d: self._meta_checked(d, result), now_ns, SPLIT_TIMEOUT_NS)
+            self._flush_pending_meta(replica)
 
-    def _meta_checked(self, ours: RangeDescriptor, result: Any) -> None:
-        self._meta_verifying.discard(ours.range_id)
-        if isinstance(result, SpanliteError) or result.get("value") is None:
-            return  # Unreachable, or our end key not in meta yet (a sibling repairs first).
-        in_meta = decode_meta_value(result["value"])
-        if in_meta == ours:
-            self._meta_verified[ours.range_id] = ours.generation
+    def _flush_pending_meta(self, replica: Replica) -> None:
+        """As leaseholder: make the oldest split of this range that meta does not know yet
+        known there (a conditional MetaSplit), then ack it in the range's own log. Runs again
+        after any crash, on whichever node holds the lease: a split reaches meta eventually."""
+        if replica.range_id in self._meta_flushing or not replica.group.is_leader:
             return
-        stale_parent = (in_meta.end_key == ours.end_key and in_meta.start_key < ours.start_key
-                        and in_meta.generation + 1 == ours.generation)
-        if not stale_parent:
-            return  # Meta is ahead of us, or several splits behind: retry on a later round.
-        left = RangeDescriptor(in_meta.range_id, in_meta.start_key, ours.start_key, in_meta.replicas,
-                               ours.generation)
-        log.info("node %d: repairing meta for range %d (split whose meta update was lost)",
-                 self.node_id, ours.range_id)
-        self.router.call(MetaSplit(in_meta, left, ours, self._new_op_id()), self.identity.meta_replicas,
-                         lambda _: None, self.hlc.physical_now_ns(), SPLIT_TIMEOUT_NS)
+        pending = replica.sm.pending_meta
+        if not pending or replica.leaseholder(self.hlc.now()) != self.node_id:
+            return
+        old, left, right = pending[0]
+        self._meta_flushing.add(replica.range_id)
+        self.router.call(MetaSplit(old, left, right, self._new_op_id()), self.identity.meta_replicas,
+                         lambda result: self._meta_flushed(replica.range_id, old, left, result),
+                         self.hlc.physical_now_ns(), SPLIT_TIMEOUT_NS)
+
+    def _meta_flushed(self, range_id: int, old: RangeDescriptor, left: RangeDescriptor, result: Any) -> None:
+        self._meta_flushing.discard(range_id)
+        replica = self.replicas.get(range_id)
+        if replica is None:
+            return
+        if isinstance(result, ConditionFailed):
+            current = result.details.get("current")
+            try:
+                in_meta = decode_meta_value(current) if isinstance(current, bytes) else RangeDescriptor.decode(current)
+            except (ValueError, TypeError, KeyError):
+                return
+            if in_meta.generation <= old.generation:
+                return  # An ancestor's split is not in meta yet: retry on a later round.
+            # Otherwise meta is past this update (it applied, then was superseded): ack it.
+        elif isinstance(result, SpanliteError):
+            return  # Retry on a later round.
+        replica.propose_meta_ack(left.generation)
+
+    def _meta_acked(self, replica: Replica) -> None:
+        pending_generations = {left.generation for _, left, _ in replica.sm.pending_meta}
+        done = [k for k in self._meta_waiters if k[0] == replica.range_id and k[1] not in pending_generations]
+        for key in done:
+            task = self._meta_waiters.pop(key)
+            self._finish_split(task, {"left": task.left.encode(), "right": task.right.encode()})
+        self._flush_pending_meta(replica)  # The next pending split, if any.
+
+    def _finish_split(self, task: "SplitTask", result: Any) -> None:
+        self._auto_splitting.discard(task.range_id)
+        if task.pending is not None:
+            self._respond(task.pending.client, task.pending.request_id, result)
+        elif isinstance(result, SpanliteError):
+            log.warning("node %d: automatic split of range %d failed: %s", self.node_id, task.range_id, result.message)
 
     def _new_op_id(self) -> bytes:
         return self.rng.getrandbits(128).to_bytes(16, "big")  # Seeded: the simulator replays it.
-
-    def _split_done(self, task: "SplitTask", result: Any) -> None:
-        if isinstance(result, SpanliteError):
-            self._respond(task.pending.client, task.pending.request_id, result)
-            return
-        self._respond(task.pending.client, task.pending.request_id,
-                      {"left": task.left.encode(), "right": task.right.encode()})
 
     # ------------------------------------------------------------------ the cycle
 
@@ -474,6 +535,8 @@ class Store:
             result = replica.apply(slot, value)
             if result.kind == "split":
                 self._split_applied(replica, result, value)
+            elif result.kind == "meta_ack":
+                self._meta_acked(replica)
         if ready.dropped_proposals:
             replica.proposals_dropped(ready.dropped_proposals)
         for to_node in ready.snapshot_requests:
