@@ -141,6 +141,13 @@ class Replica:
 
     def _try_serve(self, pending: PendingRequest, now: Timestamp) -> bool:
         """Serve or redirect `pending`; False when it must wait (and stays queued)."""
+        if not self.sm.descriptor.contains_span(*pending.request.keys_touched()):
+            # The range split while the request waited: its keys now belong to another
+            # range, whose lease (and applied state) this one must not answer for.
+            self._fail(pending, RangeKeyMismatch(
+                f"range {self.range_id} no longer holds these keys (it split); retry",
+                descriptor=self.sm.descriptor.encode()))
+            return True
         lease = self.sm.lease
         status = self._lease_status(lease, now)
         if status is LeaseStatus.VALID:
