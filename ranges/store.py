@@ -60,6 +60,9 @@ MAX_PROCESS_ROUNDS = 8
 META_RANGE_ID = 1
 BOOTSTRAP_TS = Timestamp(1, 0)
 SPLIT_TIMEOUT_NS = 10_000_000_000
+MAX_EARLY_GROUPS = 256
+MAX_EARLY_MESSAGES_PER_GROUP = 32
+EARLY_MESSAGE_TTL_TICKS = 20
 
 
 @dataclass
@@ -168,6 +171,7 @@ class Store:
         self.apply_observer = None
         self._split_waiters: dict[tuple[int, int], SplitTask] = {}
         self._meta_waiters: dict[tuple[int, int], SplitTask] = {}
+        self._early_messages: dict[int, list] = {}
         self._meta_flushing: set[int] = set()
         self._auto_splitting: set[int] = set()
         self._ticks = 0
@@ -201,6 +205,8 @@ class Store:
 
     def tick(self) -> None:
         self._ticks += 1
+        if self._early_messages and self._ticks % EARLY_MESSAGE_TTL_TICKS == 0:
+            self._early_messages.clear()  # Groups that never appeared here: forget them.
         if self._ticks % self.config.liveness_ping_ticks == 0:
             self._ping_peers()
         now_ns = self.hlc.physical_now_ns()
@@ -263,8 +269,24 @@ class Store:
             return
         replica = self.replicas.get(msg.group_id)
         if replica is None:
-            return  # A group we do not host (yet): the sender will retry or send a snapshot.
+            self._stash_early_message(from_node, msg)
+            return
         replica.group.step(from_node, msg)
+
+    def _stash_early_message(self, from_node: int, msg) -> None:
+        """A message for a group we do not host yet: most likely the right half of a split
+        that the sender applied a moment before us. Keep a few, and replay them when the
+        split creates the group, so the new range elects its leader at once instead of
+        after an election timeout. Bounded; everything else the sender retries anyway."""
+        if msg.group_id in self._early_messages or len(self._early_messages) < MAX_EARLY_GROUPS:
+            stash = self._early_messages.setdefault(msg.group_id, [])
+            if len(stash) < MAX_EARLY_MESSAGES_PER_GROUP:
+                stash.append((self._ticks, from_node, msg))
+
+    def _replay_early_messages(self, replica: Replica) -> None:
+        for stashed_tick, from_node, msg in self._early_messages.pop(replica.range_id, []):
+            if self._ticks - stashed_tick <= EARLY_MESSAGE_TTL_TICKS:
+                replica.group.step(from_node, msg)
 
     def receive_request(self, client: Any, request_id: int, request: Request) -> None:
         if isinstance(request, Status):
@@ -368,6 +390,7 @@ class Store:
         if right is not None and right.range_id not in self.replicas:
             new = self._load_replica(right.range_id)
             self._reindex()
+            self._replay_early_messages(new)
             if replica.group.is_leader:
                 new.group.campaign()  # The leaseholder of both halves should lead both.
         command = commands.decode_command(value)

@@ -53,6 +53,8 @@ def config_for_seed(seed: int, bug: str | None, nodes: int | None = None) -> Sim
     # Larger max offsets make clock-skew bugs visible at tick granularity (50 ms).
     config.max_offset_ns = rng.choice((20 * MS, 100 * MS, 250 * MS))
     config.bugs = frozenset([bug]) if bug else frozenset()
+    # Some seeds split automatically too (a tiny threshold: the keyspace is small).
+    config.split_threshold_bytes = rng.choice((64 << 20, 1500))
     return config
 
 

@@ -69,6 +69,7 @@ class SimConfig:
     attempt_timeout_ns: int = 800 * MS
     bugs: frozenset[str] = frozenset()
     split_rate: float = 0.03
+    split_threshold_bytes: int = 64 << 20
 
 
 class SimPhysicalClock:
@@ -250,7 +251,8 @@ class World:
             self.schedule(self.rng.randrange(self.config.tick_ns), lambda i=node_id: self._tick(i))
 
     def store_config(self) -> StoreConfig:
-        return StoreConfig(group=GroupConfig(), replica=ReplicaConfig())
+        return StoreConfig(group=GroupConfig(), replica=ReplicaConfig(),
+                           split_threshold_bytes=self.config.split_threshold_bytes)
 
     def _start_store(self, node_id: int) -> None:
         node = self.nodes[node_id]
