@@ -64,6 +64,7 @@ class ReplicaConfig:
     max_queued_requests: int = 10_000
     log_retain_entries: int = 1_000
     log_compact_every: int = 500
+    lease_idle_keep_ns: int = 10_000_000_000
 
 
 @dataclass
@@ -101,6 +102,10 @@ class Replica:
     # lease becomes usable here once a lease command proposed after it has applied.
     started_ts: Timestamp | None = None
     lease_usable: bool = False
+    # When this replica last got a request (physical ns); see wants_lease.
+    last_active_ns: int = 0
+    # The meta range keeps its lease even when idle: splits and lookups need it at once.
+    always_leased: bool = False
     # The sequence of a lease of ours we proposed to transfer away (0: none).
     transferred_sequence: int = 0
     # Set by the Store: runs the split of this range requested by `pending` (AdminSplit).
@@ -115,7 +120,18 @@ class Replica:
 
     # ------------------------------------------------------------------ requests
 
+    def wants_lease(self) -> bool:
+        """Keep (or get) a lease only while someone uses the range: 1,000 idle ranges must
+        not cost 1,000 lease renewals a second. The next request re-acquires it (one round)."""
+        if self.queued or self.waiting_writes or self.always_leased or self.sm.pending_meta:
+            return True
+        return self.hlc.physical_now_ns() - self.last_active_ns < self.config.lease_idle_keep_ns
+
+    def is_idle(self) -> bool:
+        return not (self.queued or self.waiting_writes or self.lease_attempt) and self.group.quiesced
+
     def handle(self, pending: PendingRequest) -> None:
+        self.last_active_ns = self.hlc.physical_now_ns()
         start, end = pending.request.keys_touched()
         if not self.sm.descriptor.contains_span(start, end):
             self._fail(pending, RangeKeyMismatch(
@@ -292,6 +308,8 @@ class Replica:
             return
         if not ours and now < lease.expiration:
             return  # Someone else's lease is still running: wait for it to expire.
+        if not self.wants_lease():
+            return  # Idle: let the lease lapse so the group can quiesce (no work per idle range).
         wanted = request_lease(lease, self.node_id, now, self.config.lease_duration_ns)
         command = commands.RequestLease(wanted, lease.sequence, now)
         try:

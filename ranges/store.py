@@ -60,6 +60,9 @@ MAX_PROCESS_ROUNDS = 8
 META_RANGE_ID = 1
 BOOTSTRAP_TS = Timestamp(1, 0)
 SPLIT_TIMEOUT_NS = 10_000_000_000
+# Idle quiesced groups are ticked this much less often (leader and followers alike, so
+# their timeouts keep the same ratio); node liveness wakes them when a leader's node dies.
+QUIESCED_TICK_EVERY = 10
 MAX_EARLY_GROUPS = 256
 MAX_EARLY_MESSAGES_PER_GROUP = 32
 EARLY_MESSAGE_TTL_TICKS = 20
@@ -194,6 +197,7 @@ class Store:
             self.node_id, group, sm, self.hlc, self.config.replica, self._respond,
             self.identity.nodes.get, bugs=self.bugs)
         replica.on_admin_split = self._start_split
+        replica.always_leased = range_id == META_RANGE_ID
         self.replicas[range_id] = replica
         return replica
 
@@ -211,12 +215,15 @@ class Store:
             self._ping_peers()
         now_ns = self.hlc.physical_now_ns()
         self.router.tick(now_ns)
+        slow_tick = self._ticks % QUIESCED_TICK_EVERY == 0
         for replica in self.replicas.values():
             leader = replica.group.leader_hint
             if leader is not None and leader != self.node_id and self._suspect(leader, now_ns):
                 # A quiesced follower waits ~10x longer to elect; a dead leader's node
                 # must not cost that. Node liveness (pings) tells us sooner.
                 replica.group.wake()
+            if replica.is_idle() and not slow_tick:
+                continue  # Quiesced and idle: its timers run at 1/QUIESCED_TICK_EVERY speed.
             replica.group.tick()
             replica.tick()
         if self._ticks % self.config.meta_verify_ticks == 0:
