@@ -304,16 +304,15 @@ class RangeStateMachine:
         left = RangeDescriptor(old.range_id, old.start_key, cmd.split_key, old.replicas, old.generation + 1)
         right = RangeDescriptor(cmd.right_range_id, cmd.split_key, old.end_key, old.replicas, old.generation + 1)
         right_state_key = range_state_key(right.range_id)
-        assert self._engine.get(right_state_key) is None, (
-            f"range {self._range_id} splits off range {right.range_id}, which already has applied state: "
-            "range ids were reused or the Store created the new range before the split applied"
-        )
-        # The holder keeps serving both halves under the same lease (and sequence), so writes
-        # already proposed under it apply on whichever half now owns their key.
-        batch.append((right_state_key, _encode_applied_state(0, self._lease, right)))
-        self._copy_dedup_records(batch, right.range_id)
-        if BUG_SPLIT_DROPS_RHS_WRITE in self._bugs:
-            self._drop_newest_version_in(batch, right)
+        if self._engine.get(right_state_key) is None:
+            # The holder keeps serving both halves under the same lease (and sequence), so writes
+            # already proposed under it apply on whichever half now owns their key.
+            batch.append((right_state_key, _encode_applied_state(0, self._lease, right)))
+            self._copy_dedup_records(batch, right.range_id)
+            if BUG_SPLIT_DROPS_RHS_WRITE in self._bugs:
+                self._drop_newest_version_in(batch, right)
+        # Otherwise this replica lagged so far behind that the right half reached this node
+        # first, as a snapshot from its own group: it is ahead of anything we could write.
         size_delta = 0 if self._size_bytes is None else -self._mvcc.span_bytes(right.start_key, right.end_key)
         # Meta must learn of this split; whoever holds this range's lease does it, even
         # after a crash of the node that proposed the split (docs/SHARDING.md).

@@ -30,7 +30,7 @@ from paxos_groups.core_types import KNOWN_BUGS as CORE_BUGS
 from paxos_groups.core import GroupConfig, PaxosGroup
 from paxos_groups.durable import load_durable_state, needs_sync, ready_to_batch
 from paxos_groups.engine import Engine
-from paxos_groups.messages import MessageDecodeError, decode_message, encode_message
+from paxos_groups.messages import InstallSnapshot, MessageDecodeError, decode_message, encode_message
 from ranges import commands, keys
 from ranges.api import (
     AdminSplit,
@@ -66,6 +66,7 @@ QUIESCED_TICK_EVERY = 10
 MAX_EARLY_GROUPS = 256
 MAX_EARLY_MESSAGES_PER_GROUP = 32
 EARLY_MESSAGE_TTL_TICKS = 20
+SNAPSHOT_ASK_AFTER_TICKS = 10
 
 
 @dataclass
@@ -165,6 +166,8 @@ class Store:
         self._outbound: dict[int, list] = {}
         self._outbound_rq: dict[int, list] = {}
         self._outbound_rs: dict[int, list] = {}
+        self._outbound_ns: dict[int, list] = {}  # snapshot requests for groups we lack
+        self._snapshot_sent_tick: dict[tuple[int, int], int] = {}
         self._local_rq: list = []
         self._responses: list[tuple[Any, int, Any]] = []
         self.router = InternalRouter(self.node_id, self._send_internal)
@@ -185,8 +188,8 @@ class Store:
 
     # ------------------------------------------------------------------ setup
 
-    def _load_replica(self, range_id: int) -> Replica:
-        sm = RangeStateMachine(self.engine, None, self.hlc.max_offset_ns, range_id=range_id,
+    def _load_replica(self, range_id: int, descriptor: RangeDescriptor | None = None) -> Replica:
+        sm = RangeStateMachine(self.engine, descriptor, self.hlc.max_offset_ns, range_id=range_id,
                                bugs=self.bugs & SM_BUGS)
         descriptor = sm.descriptor
         state = load_durable_state(self.engine, range_id)
@@ -210,7 +213,8 @@ class Store:
     def tick(self) -> None:
         self._ticks += 1
         if self._early_messages and self._ticks % EARLY_MESSAGE_TTL_TICKS == 0:
-            self._early_messages.clear()  # Groups that never appeared here: forget them.
+            self._ask_for_snapshots()
+            self._early_messages.clear()  # Asked for; fresh messages will stash again.
         if self._ticks % self.config.liveness_ping_ticks == 0:
             self._ping_peers()
         now_ns = self.hlc.physical_now_ns()
@@ -260,6 +264,9 @@ class Store:
         self.last_heard_ns[from_node] = self.hlc.physical_now_ns()
         for raw in frame["m"]:
             self._step_message(from_node, raw)
+        snapshot_asks = frame.get("ns")
+        if isinstance(snapshot_asks, list):
+            self._send_requested_snapshots(from_node, snapshot_asks)
         requests, responses = frame.get("rq"), frame.get("rs")
         if isinstance(requests, list):
             self._receive_internal_requests(from_node, requests)
@@ -275,10 +282,46 @@ class Store:
             log.error("node %d: dropping malformed message from node %s: %s", self.node_id, from_node, e)
             return
         replica = self.replicas.get(msg.group_id)
+        if replica is None and isinstance(msg, InstallSnapshot):
+            replica = self._replica_from_snapshot(msg)
         if replica is None:
             self._stash_early_message(from_node, msg)
             return
         replica.group.step(from_node, msg)
+
+    def _replica_from_snapshot(self, msg: InstallSnapshot) -> Replica | None:
+        """A range we should host but do not know: its split reached us only as a snapshot
+        (we were down while it was split off). Create the replica, then let the snapshot fill it."""
+        try:
+            descriptor = RangeDescriptor.decode(msg.data["descriptor"])
+        except (ValueError, TypeError, KeyError):
+            log.error("node %d: snapshot for unknown group %d carries no valid descriptor", self.node_id, msg.group_id)
+            return None
+        if descriptor.range_id != msg.group_id or self.node_id not in descriptor.replicas:
+            return None
+        log.info("node %d: creating range %d from a snapshot", self.node_id, descriptor.range_id)
+        replica = self._load_replica(descriptor.range_id, descriptor)
+        self._reindex()
+        return replica
+
+    def _ask_for_snapshots(self) -> None:
+        """Groups that kept messaging us without our hosting them: ask the sender (their
+        leader, most likely) for a snapshot, which creates them here."""
+        for group_id, stash in self._early_messages.items():
+            first_tick, from_node, _ = stash[0]
+            if self._ticks - first_tick >= SNAPSHOT_ASK_AFTER_TICKS:
+                self._outbound_ns.setdefault(from_node, []).append(group_id)
+
+    def _send_requested_snapshots(self, from_node: int, group_ids: list) -> None:
+        for group_id in group_ids[:MAX_EARLY_GROUPS]:
+            replica = self.replicas.get(group_id) if isinstance(group_id, int) else None
+            if replica is None or not replica.group.is_leader or from_node not in replica.sm.descriptor.replicas:
+                continue
+            last = self._snapshot_sent_tick.get((group_id, from_node))
+            if last is not None and self._ticks - last < SNAPSHOT_ASK_AFTER_TICKS:
+                continue
+            self._snapshot_sent_tick[(group_id, from_node)] = self._ticks
+            replica.group.send_snapshot(from_node, replica.sm.applied_index, replica.sm.snapshot())
 
     def _stash_early_message(self, from_node: int, msg) -> None:
         """A message for a group we do not host yet: most likely the right half of a split
@@ -582,18 +625,20 @@ class Store:
             replica.group.compact(upto)
 
     def _take_outbound(self) -> dict[int, dict]:
-        if not (self._outbound or self._outbound_rq or self._outbound_rs):
+        if not (self._outbound or self._outbound_rq or self._outbound_rs or self._outbound_ns):
             return {}
         ts = self.hlc.now().encode()
         frames: dict[int, dict] = {}
-        for to in sorted(set(self._outbound) | set(self._outbound_rq) | set(self._outbound_rs)):
+        for to in sorted(set(self._outbound) | set(self._outbound_rq) | set(self._outbound_rs) | set(self._outbound_ns)):
             frame = {"ts": ts, "m": self._outbound.get(to, [])}
+            if to in self._outbound_ns:
+                frame["ns"] = self._outbound_ns[to]
             if to in self._outbound_rq:
                 frame["rq"] = self._outbound_rq[to]
             if to in self._outbound_rs:
                 frame["rs"] = self._outbound_rs[to]
             frames[to] = frame
-        self._outbound, self._outbound_rq, self._outbound_rs = {}, {}, {}
+        self._outbound, self._outbound_rq, self._outbound_rs, self._outbound_ns = {}, {}, {}, {}
         return frames
 
     # ------------------------------------------------------------------ status
