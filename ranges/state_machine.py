@@ -313,7 +313,10 @@ class RangeStateMachine:
                 self._drop_newest_version_in(batch, right)
         # Otherwise this replica lagged so far behind that the right half reached this node
         # first, as a snapshot from its own group: it is ahead of anything we could write.
-        size_delta = 0 if self._size_bytes is None else -self._mvcc.span_bytes(right.start_key, right.end_key)
+        # Recompute the left half's size lazily: a lagging replica's cached size may not
+        # include versions the right half (created here from a snapshot) already wrote.
+        self._size_bytes = None
+        size_delta = 0
         # Meta must learn of this split; whoever holds this range's lease does it, even
         # after a crash of the node that proposed the split (docs/SHARDING.md).
         self._set_pending_meta(batch, self.pending_meta + [(old, left, right)])
