@@ -215,6 +215,8 @@ class PaxosGroup(LeaderRole):
         self._leader_hint: int | None = None
         self._quiesced = False
         self._tick_count = 0
+        # peer -> (tick, commit index) of the last Accept sent to it
+        self._accept_sent_tick: dict[int, tuple[int, int]] = {}
         self._election_elapsed = 0
         self._election_timeout = 0
         self._ticks_since_leader = 1 << 62  # "never heard from a leader"

@@ -108,6 +108,8 @@ class Replica:
     always_leased: bool = False
     # The sequence of a lease of ours we proposed to transfer away (0: none).
     transferred_sequence: int = 0
+    # Set by the Store: called whenever this replica's group may have new output.
+    on_dirty: Callable[["Replica"], None] = lambda replica: None
     # Set by the Store: runs the split of this range requested by `pending` (AdminSplit).
     on_admin_split: Callable[["Replica", PendingRequest], None] | None = None
 
@@ -119,6 +121,10 @@ class Replica:
         return self.sm.descriptor.range_id
 
     # ------------------------------------------------------------------ requests
+
+    def _propose(self, value: object) -> None:
+        self.group.propose(value)
+        self.on_dirty(self)  # The Store collects Readies only from groups marked dirty.
 
     def wants_lease(self) -> bool:
         """Keep (or get) a lease only while someone uses the range: 1,000 idle ranges must
@@ -231,7 +237,7 @@ class Replica:
         request = pending.request
         command = _command_for(request, now, lease.sequence)
         try:
-            self.group.propose(commands.encode_command(command))
+            self._propose(commands.encode_command(command))
         except (NotLeader, ProposalQueueFull) as e:
             self._fail(pending, Unavailable(f"range {self.range_id} cannot take the write now: {e}"))
             return True
@@ -257,7 +263,7 @@ class Replica:
                                  expected_generation=self.sm.descriptor.generation, ts=now,
                                  lease_sequence=lease.sequence)
         try:
-            self.group.propose(commands.encode_command(command))
+            self._propose(commands.encode_command(command))
         except (NotLeader, ProposalQueueFull):
             return False
         return True
@@ -267,7 +273,7 @@ class Replica:
         if not self.group.is_leader:
             return False
         try:
-            self.group.propose(commands.encode_command(commands.MetaAck(generation, self.hlc.now())))
+            self._propose(commands.encode_command(commands.MetaAck(generation, self.hlc.now())))
         except (NotLeader, ProposalQueueFull):
             return False
         return True
@@ -287,11 +293,12 @@ class Replica:
         wanted = transfer_lease(lease, target, now, self.config.lease_duration_ns)
         command = commands.RequestLease(wanted, lease.sequence, now, transfer_from=self.node_id)
         try:
-            self.group.propose(commands.encode_command(command))
+            self._propose(commands.encode_command(command))
         except (NotLeader, ProposalQueueFull):
             return False
         self.transferred_sequence = lease.sequence
         self.group.transfer_leadership(target)
+        self.on_dirty(self)
         return True
 
     def maintain_lease(self, now: Timestamp) -> None:
@@ -313,7 +320,7 @@ class Replica:
         wanted = request_lease(lease, self.node_id, now, self.config.lease_duration_ns)
         command = commands.RequestLease(wanted, lease.sequence, now)
         try:
-            self.group.propose(commands.encode_command(command))
+            self._propose(commands.encode_command(command))
         except (NotLeader, ProposalQueueFull):
             return
         deadline = self.hlc.physical_now_ns() + self.config.lease_request_timeout_ns

@@ -171,6 +171,9 @@ class Store:
         self._local_rq: list = []
         self._responses: list[tuple[Any, int, Any]] = []
         self.router = InternalRouter(self.node_id, self._send_internal)
+        # Replicas whose group may have a Ready: a cycle looks only at these, not at every
+        # replica (1,000 ranges, a few active). Every tick re-checks all (a safety net).
+        self._dirty: dict[int, Replica] = {}
         self._ordered: list[Replica] = []  # Sorted by start key, for routing.
         self._starts: list[bytes] = []
         # Test hook (the simulator's checkers): called with (range_id, slot, value) per applied entry.
@@ -200,9 +203,14 @@ class Store:
             self.node_id, group, sm, self.hlc, self.config.replica, self._respond,
             self.identity.nodes.get, bugs=self.bugs)
         replica.on_admin_split = self._start_split
+        replica.on_dirty = self._mark_dirty
         replica.always_leased = range_id == META_RANGE_ID
         self.replicas[range_id] = replica
+        self._mark_dirty(replica)
         return replica
+
+    def _mark_dirty(self, replica: Replica) -> None:
+        self._dirty[replica.range_id] = replica
 
     def _reindex(self) -> None:
         self._ordered = sorted(self.replicas.values(), key=lambda r: r.sm.descriptor.start_key)
@@ -227,9 +235,12 @@ class Store:
                 # must not cost that. Node liveness (pings) tells us sooner.
                 replica.group.wake()
             if replica.is_idle() and not slow_tick:
+                if replica.group.has_ready():
+                    self._mark_dirty(replica)
                 continue  # Quiesced and idle: its timers run at 1/QUIESCED_TICK_EVERY speed.
             replica.group.tick()
             replica.tick()
+            self._mark_dirty(replica)
         if self._ticks % self.config.meta_verify_ticks == 0:
             self._verify_meta(now_ns)
         if self._ticks % self.config.lease_balance_ticks == 0:
@@ -288,6 +299,7 @@ class Store:
             self._stash_early_message(from_node, msg)
             return
         replica.group.step(from_node, msg)
+        self._mark_dirty(replica)
 
     def _replica_from_snapshot(self, msg: InstallSnapshot) -> Replica | None:
         """A range we should host but do not know: its split reached us only as a snapshot
@@ -322,6 +334,7 @@ class Store:
                 continue
             self._snapshot_sent_tick[(group_id, from_node)] = self._ticks
             replica.group.send_snapshot(from_node, replica.sm.applied_index, replica.sm.snapshot())
+            self._mark_dirty(replica)
 
     def _stash_early_message(self, from_node: int, msg) -> None:
         """A message for a group we do not host yet: most likely the right half of a split
@@ -337,6 +350,7 @@ class Store:
         for stashed_tick, from_node, msg in self._early_messages.pop(replica.range_id, []):
             if self._ticks - stashed_tick <= EARLY_MESSAGE_TTL_TICKS:
                 replica.group.step(from_node, msg)
+        self._mark_dirty(replica)
 
     def receive_request(self, client: Any, request_id: int, request: Request) -> None:
         if isinstance(request, Status):
@@ -354,6 +368,7 @@ class Store:
             end = min(end, replica.sm.descriptor.end_key)
             pending.request = Scan(start, end, request.limit)
         replica.handle(pending)
+        self._mark_dirty(replica)
 
     def _replica_for(self, key: bytes) -> Replica | None:
         i = bisect.bisect_right(self._starts, key) - 1
@@ -443,6 +458,7 @@ class Store:
             self._replay_early_messages(new)
             if replica.group.is_leader:
                 new.group.campaign()  # The leaseholder of both halves should lead both.
+            self._mark_dirty(new)
         command = commands.decode_command(value)
         task = self._split_waiters.pop((replica.range_id, command.right_range_id), None)
         if task is None:
@@ -571,7 +587,8 @@ class Store:
 
     def _process_round(self) -> bool:
         drained = self._drain_local_requests()
-        readies = [(r, r.group.ready()) for r in self.replicas.values() if r.group.has_ready()]
+        candidates, self._dirty = list(self._dirty.values()), {}
+        readies = [(r, r.group.ready()) for r in candidates if r.group.has_ready()]
         if not readies:
             return drained
         self._persist(readies)
@@ -584,6 +601,8 @@ class Store:
             replica.group.advance(ready)
             self._maybe_compact(replica)
             replica.serve_queued()
+            if replica.group.has_ready():
+                self._mark_dirty(replica)
         return True
 
     def _persist(self, readies: list) -> None:
