@@ -3,7 +3,8 @@
     spanlite bench ycsb (--host HOST:PORT[,...] | --embedded [--nodes N])
                         --workload a..f --records N (--operations N | --duration S)
                         --concurrency C [--splits K] [--phase load|run|both]
-                        [--json FILE] [--seed S] [--max-offset D]
+                        [--json FILE] [--seed S] [--max-offset D] [--processes P]
+    spanlite bench fsync --dir DIR [--count N]
     spanlite bench cluster start --nodes N --dir DIR [--base-port P] [--max-offset D]
     spanlite bench cluster stop --dir DIR
     spanlite bench cluster status --dir DIR
@@ -29,7 +30,8 @@ from typing import AsyncIterator
 import trio
 
 from bench import process_cluster
-from bench.runner import CONCURRENCY_MAX
+from bench.multiprocess import PROCESSES_MAX, WorkerFailed
+from bench.runner import CONCURRENCY_MAX, DEFAULT_PROGRESS_INTERVAL_S
 from clock.settings import DEFAULT_MAX_OFFSET_NS, format_duration, parse_duration
 
 EXIT_OK = 0
@@ -70,10 +72,22 @@ class SetupError(Exception):
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `bench` (with `ycsb` and `cluster start|stop|status`) to a `spanlite` parser."""
     bench = subparsers.add_parser("bench", help="YCSB benchmarks and a multi-process cluster to run them on")
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ycsb|cluster")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ycsb|cluster|fsync")
     _add_ycsb_parser(bench_sub)
     _add_cluster_parser(bench_sub)
+    _add_fsync_parser(bench_sub)
     return bench
+
+
+def _add_fsync_parser(bench_sub: argparse._SubParsersAction) -> None:
+    from bench.fsync import COUNT_DEFAULT
+
+    fsync = bench_sub.add_parser("fsync", help="measure this disk's fsync latency (fdatasync, rocksdict syncs)")
+    fsync.add_argument("--dir", type=Path, required=True, metavar="DIR",
+                       help="a directory on the disk to measure (a scratch subdirectory is made and removed)")
+    fsync.add_argument("--count", type=int, default=COUNT_DEFAULT, metavar="N",
+                       help=f"syncs per measurement (default {COUNT_DEFAULT})")
+    fsync.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
 
 
 def _add_ycsb_parser(bench_sub: argparse._SubParsersAction) -> None:
@@ -98,6 +112,9 @@ def _add_ycsb_parser(bench_sub: argparse._SubParsersAction) -> None:
     ycsb.add_argument("--json", type=Path, metavar="FILE", help="also write the figures and settings as JSON")
     ycsb.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="S",
                       help=f"seed of the operation stream (default {DEFAULT_SEED})")
+    ycsb.add_argument("--processes", type=int, default=1, metavar="P",
+                      help="run the run phase in P client processes, each with C/P of the concurrency "
+                           "(--host only; default 1): one Python client process caps the throughput")
     ycsb.add_argument("--max-offset", type=_duration, default=None, metavar="D",
                       help="--embedded: the cluster's max clock offset; --host: recorded in the JSON "
                            f"settings (default {format_duration(DEFAULT_MAX_OFFSET_NS)})")
@@ -159,12 +176,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         if args.bench_command == "ycsb":
             return cmd_ycsb(args)
+        if args.bench_command == "fsync":
+            return cmd_fsync(args)
         assert args.bench_command == "cluster", f"unknown bench command {args.bench_command!r}"
         return cmd_cluster(args)
     except UsageError as e:
         print(f"error: bench {args.bench_command}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (SetupError, process_cluster.ProcessClusterError) as e:
+    except (SetupError, process_cluster.ProcessClusterError, WorkerFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILURE
     except SpanliteError as e:
@@ -192,6 +211,14 @@ def validate_ycsb_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--concurrency must be between 1 and {CONCURRENCY_MAX}, got {args.concurrency}")
     if not 0 <= args.splits <= SPLITS_MAX:
         raise UsageError(f"--splits must be between 0 and {SPLITS_MAX}, got {args.splits}")
+    processes = getattr(args, "processes", 1)
+    if not 1 <= processes <= PROCESSES_MAX:
+        raise UsageError(f"--processes must be between 1 and {PROCESSES_MAX}, got {processes}")
+    if processes > args.concurrency:
+        raise UsageError(f"--processes {processes} exceeds --concurrency {args.concurrency}: "
+                         "every client process needs at least one client")
+    if processes > 1 and not args.host:
+        raise UsageError("--processes needs --host: an --embedded cluster lives inside this one process")
     if args.json is not None and not args.json.parent.is_dir():
         # Checked now, not after a long run that could then not be saved.
         raise UsageError(f"--json {args.json}: directory {args.json.parent} does not exist")
@@ -239,8 +266,17 @@ async def _run_phases(db, args: argparse.Namespace):
         load_report = await run_ycsb(db, workload, phase="load", progress=_progress_printer("load"), **common)
         if args.phase == "load":
             return load_report
-    report = await run_ycsb(db, workload, phase="run", operations=args.operations, duration_s=args.duration,
-                            progress=_progress_printer("run"), **common)
+    processes = getattr(args, "processes", 1)
+    if processes > 1:
+        from bench.multiprocess import run_in_processes, worker_specs
+
+        specs = worker_specs(args.host, args.workload, records=args.records, operations=args.operations,
+                             duration_s=args.duration, concurrency=args.concurrency, seed=args.seed,
+                             processes=processes, progress_interval_s=DEFAULT_PROGRESS_INTERVAL_S)
+        report = await run_in_processes(specs, workload.name, progress=_progress_printer("run"))
+    else:
+        report = await run_ycsb(db, workload, phase="run", operations=args.operations, duration_s=args.duration,
+                                progress=_progress_printer("run"), **common)
     report.load_report = load_report
     return report
 
@@ -341,6 +377,7 @@ def _settings(args: argparse.Namespace, *, nodes: int, splits: int, status: dict
         "operations": args.operations,
         "duration_s": args.duration,
         "concurrency": args.concurrency,
+        "processes": getattr(args, "processes", 1),
         "splits": splits,
         "seed": args.seed,
     }
@@ -372,6 +409,28 @@ def _print_error_summary(report) -> None:
         print(f"{phase_report.phase}: {count} operations failed; first errors:", file=sys.stderr)
         for sample in phase_report.error_samples:
             print(f"  {sample}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------
+# bench fsync
+
+
+def cmd_fsync(args: argparse.Namespace) -> int:
+    from bench.fsync import COUNT_MAX, measure
+
+    if not args.dir.is_dir():
+        raise UsageError(f"--dir {args.dir} is not a directory")
+    if not 1 <= args.count <= COUNT_MAX:
+        raise UsageError(f"--count must be between 1 and {COUNT_MAX}, got {args.count}")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise UsageError(f"--json {args.json}: directory {args.json.parent} does not exist")
+    results = measure(str(args.dir), args.count)
+    print(f"sync latency in {args.dir.resolve()} ({args.count} syncs each, one thread, back to back)")
+    for figures in results:
+        print(figures.line())
+    if args.json is not None:
+        args.json.write_text(json.dumps([f.to_json() for f in results], indent=2) + "\n")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------

@@ -200,6 +200,40 @@ class Measurements:
     def ordered(self) -> list[Measurement]:
         return [self.by_name[name] for name in sorted(self.by_name, key=_section_order)]
 
+    # -- merging the measurements of several client processes (`bench.multiprocess`) --
+
+    def to_wire(self) -> dict[str, object]:
+        """A picklable copy: histograms HDR-encoded, return codes, errors."""
+        return {
+            "by_name": {name: [m.histogram.encode(), dict(m.return_codes)] for name, m in self.by_name.items()},
+            "error_count": self.error_count,
+            "error_samples": list(self.error_samples),
+        }
+
+    def add_wire(self, wire: dict) -> None:
+        """Add another process's `to_wire()` figures into these (histograms add exactly)."""
+        for name, (encoded, return_codes) in wire["by_name"].items():
+            measurement = self._get(name)
+            measurement.histogram.add(HdrHistogram.decode(encoded))
+            for status, count in return_codes.items():
+                measurement.return_codes[status] = measurement.return_codes.get(status, 0) + count
+        self.error_count += wire["error_count"]
+        for message in wire["error_samples"]:
+            if message not in self.error_samples and len(self.error_samples) < ERROR_SAMPLES_MAX:
+                self.error_samples.append(message)
+
+
+def encode_histograms(histograms: Mapping[str, HdrHistogram]) -> dict[str, bytes]:
+    return {name: h.encode() for name, h in histograms.items()}
+
+
+def merge_encoded_histograms(into: dict[str, HdrHistogram], encoded: Mapping[str, bytes]) -> None:
+    for name, data in encoded.items():
+        histogram = into.get(name)
+        if histogram is None:
+            histogram = into[name] = new_histogram()
+        histogram.add(HdrHistogram.decode(data))
+
 
 @dataclass
 class Report:

@@ -65,6 +65,9 @@ log = logging.getLogger("bench")
 
 Phase = Literal["load", "run", "both"]
 ProgressCallback = Callable[[str], None]
+# Raw progress for an aggregating parent (`bench.multiprocess`): called with the ops done so
+# far and the interval histograms (taken, so reset) instead of a formatted line.
+ProgressSink = Callable[[int, dict], None]
 
 DEFAULT_LOAD_BATCH = 32
 LOAD_BATCH_MAX = 4096
@@ -225,11 +228,15 @@ class _Budget:
 
 
 class _Progress:
-    """Calls `callback` with a status line every `interval_s`, and a last one at the end."""
+    """Calls `callback` with a status line every `interval_s`, and a last one at the end
+    (or `sink` with the raw figures, when given)."""
 
-    def __init__(self, callback: ProgressCallback, executor: OpExecutor, interval_s: float) -> None:
+    def __init__(self, callback: ProgressCallback | None, executor: OpExecutor, interval_s: float,
+                 sink: ProgressSink | None = None) -> None:
         assert interval_s > 0, f"progress interval must be positive, got {interval_s}"
+        assert (callback is None) != (sink is None), "give a progress callback or a sink"
         self.callback = callback
+        self.sink = sink
         self.executor = executor
         self.interval_s = interval_s
         self.start_ns = time.perf_counter_ns()
@@ -240,6 +247,11 @@ class _Progress:
     def emit(self) -> None:
         now_ns = time.perf_counter_ns()
         ops = self.executor.ops_done
+        if self.sink is not None:
+            self._last_ns, self._last_ops = now_ns, ops
+            self._lines += 1
+            self.sink(ops, self.executor.measurements.take_interval())
+            return
         line = format_progress(
             elapsed_s=(now_ns - self.start_ns) / 1e9,
             operations=ops,
@@ -268,10 +280,13 @@ async def _drive(
     workers: list[Callable[[], Awaitable[None]]],
     progress: ProgressCallback | None,
     progress_interval_s: float,
+    progress_sink: ProgressSink | None = None,
 ) -> int:
     """Run the workers to completion (with a progress ticker); returns the runtime in ns."""
     start_ns = time.perf_counter_ns()
-    reporter = _Progress(progress, executor, progress_interval_s) if progress else None
+    reporter = None
+    if progress is not None or progress_sink is not None:
+        reporter = _Progress(progress, executor, progress_interval_s, sink=progress_sink)
     async with trio.open_nursery() as outer:
         if reporter is not None:
             outer.start_soon(reporter.run)
@@ -323,9 +338,14 @@ async def _run_phase(
     seed: int | str,
     progress: ProgressCallback | None,
     progress_interval_s: float,
+    client_index: int = 0,
+    client_count: int = 1,
+    progress_sink: ProgressSink | None = None,
 ) -> Report:
-    workload = CoreWorkload(spec, seed=seed, operation_count=operations)
-    executor = OpExecutor(db, workload, Measurements(track_intervals=progress is not None))
+    workload = CoreWorkload(spec, seed=seed, operation_count=operations,
+                            client_index=client_index, client_count=client_count)
+    tracking = progress is not None or progress_sink is not None
+    executor = OpExecutor(db, workload, Measurements(track_intervals=tracking))
     deadline = None if duration_s is None else trio.current_time() + duration_s
     budget = _Budget(operations, deadline)
 
@@ -333,7 +353,7 @@ async def _run_phase(
         while budget.take():
             await executor.execute(workload.next_op())
 
-    runtime_ns = await _drive(executor, [client] * concurrency, progress, progress_interval_s)
+    runtime_ns = await _drive(executor, [client] * concurrency, progress, progress_interval_s, progress_sink)
     return Report("run", spec.name, runtime_ns, executor.ops_done, executor.measurements)
 
 
@@ -369,13 +389,20 @@ async def run_ycsb(
     progress: ProgressCallback | None = None,
     load_batch: int = DEFAULT_LOAD_BATCH,
     progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S,
+    client_index: int = 0,
+    client_count: int = 1,
+    progress_sink: ProgressSink | None = None,
 ) -> Report:
     """Load and/or run `workload` against `db`; returns the phase's `Report`.
 
     `records` is YCSB's recordcount (it overrides `workload.record_count`). For phase
     "both" the run report is returned, with the load report in `report.load_report`.
+    `client_index` of `client_count`: this is one of several client processes running the
+    run phase together (see `CoreWorkload.physical_keynum`); `progress_sink` takes the raw
+    progress figures of the run phase instead of `progress` lines.
     """
     _check_arguments(phase, records, operations, duration_s, concurrency, load_batch)
+    assert client_count == 1 or phase == "run", "several client processes share only the run phase"
     spec = dataclasses.replace(workload, record_count=records)
     load_report = None
     if phase in ("load", "both"):
@@ -388,6 +415,7 @@ async def run_ycsb(
     report = await _run_phase(
         db, spec, operations=operations, duration_s=duration_s, concurrency=concurrency,
         seed=seed, progress=progress, progress_interval_s=progress_interval_s,
+        client_index=client_index, client_count=client_count, progress_sink=progress_sink,
     )
     report.load_report = load_report
     return report

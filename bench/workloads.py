@@ -152,6 +152,8 @@ class Op:
     `fields`: the fields to read (None = all, YCSB's readallfields=true).
     `values`: the fields to write (INSERT: all; UPDATE / READ-MODIFY-WRITE: one).
     `keynum`: the key number before hashing; a transaction INSERT acknowledges it when done.
+    (With several client processes it is this process's own numbering; `key` is named after
+    `CoreWorkload.physical_keynum(keynum)`.)
     """
 
     kind: str
@@ -196,9 +198,24 @@ class CoreWorkload:
     a function of the seed and the order of calls and acknowledgements.
     """
 
-    def __init__(self, workload: Workload, *, seed: int | str, operation_count: int | None = None) -> None:
+    def __init__(
+        self,
+        workload: Workload,
+        *,
+        seed: int | str,
+        operation_count: int | None = None,
+        client_index: int = 0,
+        client_count: int = 1,
+    ) -> None:
+        assert client_count >= 1 and 0 <= client_index < client_count, (
+            f"client {client_index} of {client_count}"
+        )
         self.workload = workload
         self.seed = seed
+        # One of `client_count` client processes running the same workload (`--processes`):
+        # see `physical_keynum`.
+        self.client_index = client_index
+        self.client_count = client_count
         self.field_names = workload.field_names
         self.ordered_inserts = workload.insert_order == "ordered"
         self._insert_count = workload.record_count - workload.insert_start
@@ -299,6 +316,21 @@ class CoreWorkload:
     def table_end_key(self) -> bytes:
         return table_end_key(self.workload.table)
 
+    def physical_keynum(self, keynum: int) -> int:
+        """The key number behind a run-phase key number of this client process.
+
+        With one client process, the key number itself. With `client_count` processes, each
+        inserts into its own interleaved share of the key numbers past the loaded records
+        (record_count + i * client_count + client_index for its i-th insert), so no two
+        processes insert the same key, and each one's reads pick loaded records or its own
+        acknowledged inserts: P processes are P independent YCSB clients, as when YCSB users
+        run several client machines with disjoint insert ranges.
+        """
+        base = self.workload.record_count
+        if self.client_count == 1 or keynum < base:
+            return keynum
+        return base + (keynum - base) * self.client_count + self.client_index
+
     def next_keynum(self) -> int:
         """A key number no higher than the last acknowledged insert (YCSB's nextKeynum)."""
         limit = self.transaction_insert_key_sequence.last_value()
@@ -320,9 +352,9 @@ class CoreWorkload:
         kind = self.operation_chooser.next_value()
         if kind == INSERT:
             keynum = self.transaction_insert_key_sequence.next_value()
-            return Op(INSERT, self.key_name(keynum), keynum, values=self.build_values())
+            return Op(INSERT, self.key_name(self.physical_keynum(keynum)), keynum, values=self.build_values())
         keynum = self.next_keynum()
-        key = self.key_name(keynum)
+        key = self.key_name(self.physical_keynum(keynum))
         if kind == READ:
             return Op(READ, key, keynum, fields=self._read_fields())
         if kind == UPDATE:

@@ -50,6 +50,8 @@ CLIENT_OUTBOX_CAPACITY = 10_000
 DEFAULT_TICK_NS = 50_000_000
 REPLICATION_FACTOR = 3
 HLC_HIGH_WATER_WINDOW_NS = 100_000_000
+SYNC_PIPELINE_DEPTH_DEFAULT = 0
+SYNC_PIPELINE_DEPTH_MAX = 1024
 
 
 @dataclass
@@ -64,7 +66,13 @@ class NodeConfig:
     seed: int | None = None
     # fsync each cycle's batch in a worker thread, holding the cycle's output until it is
     # durable (`_SyncPipeline`), instead of blocking the event loop in the engine write.
-    defer_syncs: bool = True
+    # Off by default: measured on the 2-core benchmark machine (BENCHMARKS.md) it costs
+    # ~12% more CPU per operation on the leaseholder (thread hand-offs, smaller batches)
+    # and lowers YCSB-A throughput by ~9% without improving p99 latency there. It pays
+    # where the event loop, not the CPU, is the bottleneck (more cores, slower disks).
+    defer_syncs: bool = False
+    # How many more cycles the loop may run while earlier outputs wait for their sync.
+    sync_pipeline_depth: int = SYNC_PIPELINE_DEPTH_DEFAULT
 
 
 class _ClientSession:
@@ -118,8 +126,11 @@ class _SyncPipeline:
     request (`RocksEngine.defer_syncs`). Every cycle's output (peer frames, client
     responses) is held here, tagged with `syncs_requested` as of the end of its cycle, and
     released - in cycle order - only once a WAL sync that started after that cycle's writes
-    has returned. One sync is in flight at a time, in a worker thread (it releases the GIL),
-    so the loop runs the next cycles meanwhile and the next sync covers all of them.
+    has returned. One sync is in flight at a time, in a worker thread (it releases the GIL):
+    meanwhile the transport's tasks go on reading, decoding and sending, and the loop may
+    run up to `depth` more cycles (the next sync covers all of them). Depth 0 keeps one
+    cycle per sync, so batches stay as large as with a blocking fsync; every cycle more
+    per sync costs CPU (smaller batches) and buys latency.
 
     Why this keeps the durability rule (nothing leaves before the state it depends on is on
     disk): every message and acknowledgement a cycle produces leaves through its output, and
@@ -131,13 +142,13 @@ class _SyncPipeline:
     node only through held outputs, and MVCC versions stamped with them follow it in the WAL.
     """
 
-    # A limit on everything: a cycle's output waits in the loop while this many are held.
-    HELD_OUTPUTS_MAX = 1024
-
-    def __init__(self, engine, release) -> None:
+    def __init__(self, engine, release, depth: int = 0) -> None:
         assert engine.defers_syncs, "the sync pipeline needs an engine in deferred-sync mode"
+        assert 0 <= depth <= SYNC_PIPELINE_DEPTH_MAX, f"sync pipeline depth out of range: {depth}"
         self.engine = engine
         self.release = release
+        # Invariant (between cycles): len(held) <= depth + 1.
+        self.depth = depth
         # (syncs_requested at the end of the cycle, that cycle's output), in cycle order.
         self.held: collections.deque = collections.deque()
         self.wakeup = trio.Event()
@@ -156,7 +167,8 @@ class _SyncPipeline:
 
     @property
     def full(self) -> bool:
-        return len(self.held) >= self.HELD_OUTPUTS_MAX
+        """The loop must not start another cycle yet (more than `depth` outputs held)."""
+        return len(self.held) > self.depth
 
     async def wait_not_full(self) -> None:
         while self.full:
@@ -253,7 +265,7 @@ class Node:
         nursery.start_soon(self.peers.run)
         if self.config.defer_syncs and hasattr(self.engine, "defer_syncs"):
             self.engine.defer_syncs()
-            self._sync_pipeline = _SyncPipeline(self.engine, self._release_output)
+            self._sync_pipeline = _SyncPipeline(self.engine, self._release_output, self.config.sync_pipeline_depth)
             nursery.start_soon(self._sync_pipeline.run)
         nursery.start_soon(self._ticker)
         nursery.start_soon(self._loop)

@@ -66,6 +66,9 @@ YCSB_OK = ["--workload", "a", "--records", "10", "--operations", "10", "--concur
          "--duration must be positive"),
         (["--embedded", *YCSB_OK, "--max-offset", "soon"], "invalid duration"),
         (["--embedded", *YCSB_OK, "--json", "/nonexistent-dir/a.json"], "directory /nonexistent-dir does not exist"),
+        (["--embedded", *YCSB_OK, "--processes", "2"], "--processes needs --host"),
+        (["--host", "127.0.0.1:1", *YCSB_OK, "--processes", "3"], "--processes 3 exceeds --concurrency 2"),
+        (["--host", "127.0.0.1:1", *YCSB_OK, "--processes", "0"], "--processes must be between 1 and"),
     ],
 )
 def test_bad_ycsb_flags_are_usage_errors(argv, message, capsys):
@@ -196,7 +199,7 @@ def test_failed_operations_are_reported_not_an_exit_code(monkeypatch, tmp_path, 
     assert result["settings"] == {
         "cluster": "hosts", "hosts": ["127.0.0.1:1"], "nodes": 2, "ranges": 2, "max_offset": "250ms",
         "durability": "fsync", "workload": "c", "phase": "both", "records": 50, "operations": 200,
-        "duration_s": None, "concurrency": 4, "splits": 0, "seed": 7,
+        "duration_s": None, "concurrency": 4, "processes": 1, "splits": 0, "seed": 7,
     }
     assert result["load"]["operations"] == 50
 
@@ -267,9 +270,40 @@ def test_process_cluster_start_ycsb_stop(cluster_dir):
     assert ycsb.returncode == 0, ycsb.stderr
     _assert_clean_report(ycsb.stdout.split("# YCSB run phase")[1], ("READ",))
 
+    # Several client processes: their operations and histograms add up in one report.
+    json_path = cluster_dir / "d.json"
+    multi = bench_process("ycsb", "--host", ",".join(addresses), "--workload", "d", "--records", "100",
+                          "--operations", "301", "--concurrency", "8", "--processes", "3", "--phase", "run",
+                          "--json", str(json_path))
+    assert multi.returncode == 0, multi.stderr
+    _assert_clean_report(multi.stdout, ("READ", "INSERT"))
+    figures = json.loads(json_path.read_text())
+    assert figures["operations"] == 301 and figures["settings"]["processes"] == 3
+    counted = sum(m["operations"] for name, m in figures["measurements"].items() if not name.endswith("-FAILED"))
+    assert counted == 301
+
     stopped = bench_process("cluster", "stop", "--dir", str(cluster_dir))
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.count("stopped node") == 3
     assert process_cluster.live_nodes(record) == []
     nothing = bench_process("cluster", "stop", "--dir", str(cluster_dir))
     assert nothing.returncode == 1 and "nothing to stop" in nothing.stderr
+
+
+def test_fsync_measures_each_kind_of_sync(tmp_path, capsys):
+    report_file = tmp_path / "fsync.json"
+    code = run_bench(["fsync", "--dir", str(tmp_path), "--count", "5", "--json", str(report_file)])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_OK, err
+    for name in ("os.write 4 KiB + fdatasync", "rocksdict put, sync=True", "rocksdict 100-put batch, sync=True",
+                 "rocksdict put + flush_wal(sync)"):
+        assert name in out
+    figures = json.loads(report_file.read_text())
+    assert [f["count"] for f in figures] == [5, 5, 5, 5]
+    assert all(0 < f["median_ms"] <= f["p99_ms"] <= f["max_ms"] for f in figures)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fsync.json"]  # the scratch directory is gone
+
+
+def test_fsync_needs_an_existing_directory(tmp_path, capsys):
+    assert run_bench(["fsync", "--dir", str(tmp_path / "missing")]) == cli.EXIT_USAGE
+    assert "is not a directory" in capsys.readouterr().err
