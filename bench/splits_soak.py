@@ -159,3 +159,28 @@ def report(result: SoakResult, splits: int, puts: int) -> str:
 def to_json(result: SoakResult) -> str:
     return json.dumps({"acked": len(result.acked), "splits_done": result.splits_done,
                        "failures": result.failures, "seconds": result.seconds})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.splits_soak --dir DIR [--splits 200] [--puts 20000] [--kill-node N]`
+    against a cluster started with `spanlite bench cluster start --nodes 3 --dir DIR`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.splits_soak", description=__doc__.split("\n")[0])
+    parser.add_argument("--dir", type=Path, required=True, help="the bench cluster directory")
+    parser.add_argument("--splits", type=int, default=200)
+    parser.add_argument("--puts", type=int, default=20_000)
+    parser.add_argument("--kill-node", type=int, default=None, metavar="N", help="kill -9 node N midway, restart it")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    record = process_cluster.read_record(args.dir)
+    if record is None:
+        parser.error(f"{args.dir} has no cluster: run `spanlite bench cluster start --nodes 3 --dir {args.dir}`")
+    result = trio.run(lambda: run_soak(record.addresses, splits=args.splits, puts=args.puts, seed=args.seed,
+                                       directory=args.dir, kill_node=args.kill_node))
+    print(report(result, args.splits, args.puts))
+    return 1 if result.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
