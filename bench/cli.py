@@ -152,17 +152,12 @@ def _seconds(text: str) -> float:
 
 
 def _addresses(text: str) -> list[str]:
-    from cluster.transport import parse_address
+    from cluster.transport import parse_address_list
 
-    addresses = [a.strip() for a in text.split(",") if a.strip()]
-    if not addresses:
-        raise argparse.ArgumentTypeError("expected HOST:PORT[,HOST:PORT...]")
-    for address in addresses:
-        try:
-            parse_address(address)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    return addresses
+    try:
+        return parse_address_list(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------

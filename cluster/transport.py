@@ -170,6 +170,16 @@ def parse_address(address: str, *, allow_port_zero: bool = False) -> tuple[str, 
     return host, port
 
 
+def parse_address_list(text: str) -> list[str]:
+    """`HOST:PORT[,HOST:PORT...]` -> the addresses, each checked; ValueError says what is wrong."""
+    addresses = [a.strip() for a in text.split(",") if a.strip()]
+    if not addresses:
+        raise ValueError("expected HOST:PORT[,HOST:PORT...]")
+    for address in addresses:
+        parse_address(address)
+    return addresses
+
+
 def format_address(host: str, port: int) -> str:
     """The inverse of `parse_address`."""
     assert 0 <= port <= 65535, f"port out of range: {port}"
