@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpanliteError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1
+    except ValueError as e:  # bad keys/values caught by the client before anything is sent
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -139,6 +142,7 @@ def cmd_start(args) -> int:
         engine = RocksEngine(args.store)
     except Exception as e:  # noqa: BLE001 - rocksdict raises plain Exceptions.
         raise CliError(f"cannot open store {args.store}: {e} (is another node using it?)") from None
+    _refuse_store_of_another_cluster(engine, args.store, args.join)
     config = NodeConfig(listen=args.listen, advertise=args.advertise, join=args.join,
                         max_offset_ns=args.max_offset, bugs=frozenset(args.inject_bug))
     node = Node(engine, config)
@@ -149,6 +153,38 @@ def cmd_start(args) -> int:
     finally:
         engine.close()
     return 0
+
+
+def _refuse_store_of_another_cluster(engine, store: str, join: list[str]) -> None:
+    """A store that belongs to cluster X must not join the nodes of cluster Y: ask the
+    --join nodes that answer which cluster they are in (unreachable ones are skipped)."""
+    from ranges.store import load_identity
+
+    identity = load_identity(engine)
+    if identity is None or not join:
+        return
+    own = identity.nodes.get(identity.node_id)
+    for address in join:
+        if address != own:
+            other = _cluster_id_at(address)
+            if other is not None and other != identity.cluster_id:
+                engine.close()
+                raise CliError(f"store {store} belongs to cluster {identity.cluster_id}, but the node at {address} "
+                               f"belongs to cluster {other}: use an empty --store to join that cluster")
+
+
+def _cluster_id_at(address: str) -> str | None:
+    from cluster.client import connect
+
+    async def ask():
+        try:
+            with trio.move_on_after(2):
+                async with connect([address], timeout_s=2) as db:
+                    return (await db.status())["cluster_id"]
+        except Exception:  # noqa: BLE001 - unreachable or not initialized: nothing to compare
+            return None
+
+    return trio.run(ask)
 
 
 async def _run_until_signal(node) -> None:

@@ -164,3 +164,25 @@ def test_bad_command_lines_give_one_line_errors(tmp_path):
     result = subprocess.run(SPANLITE + ["kv", "--host", f"127.0.0.1:{port}", "--timeout", "1s", "get", "k"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "cannot reach" in result.stderr
+
+
+def test_store_of_another_cluster_is_refused(tmp_path):
+    first = ProcessCluster(tmp_path / "a")
+    second = ProcessCluster(tmp_path / "b")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        for cluster in (first, second):
+            for i in range(3):
+                cluster.start(i)
+            cluster.wait_listening()
+            cluster.cli("init", "--host", cluster.addresses[0])
+        first.kill9(0)
+        result = subprocess.run(
+            SPANLITE + ["start", "--store", str(first.tmp_path / "store0"), "--listen", "127.0.0.1:0",
+                        "--join", ",".join(second.addresses)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1
+        assert "belongs to cluster" in result.stderr and "empty --store" in result.stderr
+    finally:
+        first.stop_all()
+        second.stop_all()
