@@ -72,11 +72,42 @@ class SetupError(Exception):
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `bench` (with `ycsb` and `cluster start|stop|status`) to a `spanlite` parser."""
     bench = subparsers.add_parser("bench", help="YCSB benchmarks and a multi-process cluster to run them on")
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ycsb|cluster|fsync")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ycsb|cluster|fsync|ranges|splits")
     _add_ycsb_parser(bench_sub)
     _add_cluster_parser(bench_sub)
     _add_fsync_parser(bench_sub)
+    _add_scale_parsers(bench_sub)
     return bench
+
+
+def _add_scale_parsers(bench_sub: argparse._SubParsersAction) -> None:
+    ranges = bench_sub.add_parser("ranges", help="idle CPU and write throughput at several range counts, side by side")
+    ranges.add_argument("--dir", type=Path, required=True, metavar="DIR",
+                        help="a fresh 3-node process cluster is started in DIR/N for each count N")
+    ranges.add_argument("--ranges", type=_counts, default=[10, 1000], metavar="N[,N...]",
+                        help="range counts to compare (default 10,1000)")
+    ranges.add_argument("--duration", type=_seconds, default=20.0, metavar="S", help="write phase (default 20 s)")
+    ranges.add_argument("--idle", type=_seconds, default=10.0, metavar="S", help="idle CPU sample (default 10 s)")
+    ranges.add_argument("--concurrency", type=int, default=64, metavar="C")
+    ranges.add_argument("--seed", type=int, default=1, metavar="S")
+    ranges.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    splits = bench_sub.add_parser("splits", help="requested splits under random puts (and a kill -9), then checks")
+    splits.add_argument("--dir", type=Path, required=True, metavar="DIR",
+                        help="a cluster started with `spanlite bench cluster start --nodes 3 --dir DIR`")
+    splits.add_argument("--splits", type=int, default=200, metavar="N")
+    splits.add_argument("--puts", type=int, default=20_000, metavar="N")
+    splits.add_argument("--kill-node", type=int, default=None, metavar="N", help="kill -9 node N midway, restart it")
+    splits.add_argument("--seed", type=int, default=1, metavar="S")
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected range counts like 10,1000, got {text!r}") from None
+    if not counts or any(not 1 <= c <= 10_000 for c in counts):
+        raise argparse.ArgumentTypeError(f"range counts must be between 1 and 10000, got {text!r}")
+    return counts
 
 
 def _add_fsync_parser(bench_sub: argparse._SubParsersAction) -> None:
@@ -173,6 +204,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return cmd_ycsb(args)
         if args.bench_command == "fsync":
             return cmd_fsync(args)
+        if args.bench_command == "ranges":
+            return cmd_ranges(args)
+        if args.bench_command == "splits":
+            return cmd_splits(args)
         assert args.bench_command == "cluster", f"unknown bench command {args.bench_command!r}"
         return cmd_cluster(args)
     except UsageError as e:
@@ -184,6 +219,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except SpanliteError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def cmd_ranges(args: argparse.Namespace) -> int:
+    from bench import range_scale
+
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
+    return range_scale.run(args.dir, args.ranges, idle_s=args.idle, duration_s=args.duration,
+                           concurrency=args.concurrency, seed=args.seed, json_path=args.json)
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    from bench import splits_soak
+
+    record = process_cluster.read_record(args.dir)
+    if record is None:
+        raise UsageError(f"{args.dir} has no cluster: run `spanlite bench cluster start --nodes 3 --dir {args.dir}`")
+    if args.kill_node is not None and not 1 <= args.kill_node <= len(record.nodes):
+        raise UsageError(f"--kill-node must be a node of the cluster (1..{len(record.nodes)}), got {args.kill_node}")
+    result = trio.run(lambda: splits_soak.run_soak(record.addresses, splits=args.splits, puts=args.puts,
+                                                   seed=args.seed, directory=args.dir, kill_node=args.kill_node))
+    print(splits_soak.report(result, args.splits, args.puts))
+    return 1 if result.failures else 0
 
 
 # ---------------------------------------------------------------------------------------

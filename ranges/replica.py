@@ -74,6 +74,7 @@ class PendingRequest:
     request: Get | Put | Delete | Scan
     deadline_ns: int
     proposed: bool = False
+    attempts: int = 0  # Restarts of an AdminSplit after concurrent splits (Store._retry_split).
 
 
 @dataclass

@@ -60,6 +60,7 @@ MAX_PROCESS_ROUNDS = 8
 META_RANGE_ID = 1
 BOOTSTRAP_TS = Timestamp(1, 0)
 SPLIT_TIMEOUT_NS = 10_000_000_000
+SPLIT_ATTEMPTS_MAX = 5  # A requested split restarts at most this often after concurrent splits.
 # Idle quiesced groups are ticked this much less often (leader and followers alike, so
 # their timeouts keep the same ratio); node liveness wakes them when a leader's node dies.
 QUIESCED_TICK_EVERY = 10
@@ -427,7 +428,8 @@ class Store:
         key = pending.request.key if pending is not None else key
         descriptor = replica.sm.descriptor
         error = _split_key_error(key, descriptor)
-        task = SplitTask(pending, replica.range_id, key, descriptor)
+        task = SplitTask(pending, replica.range_id, key, descriptor,
+                         attempts=pending.attempts if pending is not None else 0)
         if error is not None:
             self._finish_split(task, BadRequest(error))
             return
@@ -441,6 +443,8 @@ class Store:
             return
         task.right_range_id = result["value"]
         replica = self.replicas.get(task.range_id)
+        if replica is not None and replica.sm.descriptor != task.old and self._retry_split(task):
+            return  # Another split of this range got in first.
         if replica is None or replica.sm.descriptor != task.old or not replica.propose_split(task.key, task.right_range_id):
             self._finish_split(task, NotLeaseholder(
                 f"range {task.range_id} changed or lost its lease during the split; retry",
@@ -463,6 +467,8 @@ class Store:
         task = self._split_waiters.pop((replica.range_id, command.right_range_id), None)
         if task is None:
             return
+        if not result.ok and replica.sm.descriptor != task.old and self._retry_split(task):
+            return  # A concurrent split changed the generation: start again from the new descriptor.
         if not result.ok:
             self._finish_split(task, ConditionFailed(
                 f"split of range {task.range_id} rejected: {result.error}"))
@@ -563,6 +569,18 @@ class Store:
             task = self._meta_waiters.pop(key)
             self._finish_split(task, {"left": task.left.encode(), "right": task.right.encode()})
         self._flush_pending_meta(replica)  # The next pending split, if any.
+
+    def _retry_split(self, task: "SplitTask") -> bool:
+        """Run a requested split again after a concurrent split of the same range changed its
+        descriptor (the key may now be in the right half, or be a boundary). Bounded."""
+        if task.pending is None or task.attempts >= SPLIT_ATTEMPTS_MAX:
+            return False
+        task.pending.attempts = task.attempts + 1
+        replica = self.replicas.get(task.range_id)
+        if replica is None:
+            return False
+        replica.handle(task.pending)  # Re-checks the key's range; a mismatch redirects the client.
+        return True
 
     def _finish_split(self, task: "SplitTask", result: Any) -> None:
         self._auto_splitting.discard(task.range_id)
@@ -707,6 +725,7 @@ class SplitTask:
     right_range_id: int | None = None
     left: RangeDescriptor | None = None
     right: RangeDescriptor | None = None
+    attempts: int = 0
 
 
 def _split_key_error(key: bytes, descriptor: RangeDescriptor) -> str | None:
