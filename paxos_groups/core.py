@@ -571,6 +571,11 @@ class PaxosGroup(LeaderRole):
         """Leadership transfer: our current leader asks us to campaign now, forced."""
         if m.ballot.node_id != frm:
             return
+        if self._role == PRE_CANDIDATE and m.ballot >= self._promised:
+            # We were probing for an election (e.g. its heartbeats were slow while it
+            # quiesced) and the leader itself now asks us to take over: do.
+            self._start_campaign(force=True)
+            return
         if self._role != FOLLOWER or self._leader_hint != frm or m.ballot != self._ballot:
             return  # from a leader we no longer follow (or a duplicate after we campaigned)
         self._start_campaign(force=True)

@@ -104,7 +104,7 @@ class LeaderRole:
             self._send(peer, Heartbeat(self._group_id, self._ballot, self._chosen_upto, self._quiesced))
 
     def _can_quiesce(self) -> bool:
-        if self._inflight or self._pending:
+        if self._inflight or self._pending or self._transfer_target is not None:
             return False
         return all(p.chosen_upto == self._chosen_upto for p in self._progress.values())
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ranges.descriptor import RangeDescriptor
-from ranges.keys import KEY_MAX, meta_key, validate_key, validate_value
+from clock.timestamp import Timestamp
+from ranges.keys import KEY_MAX, liveness_key, meta_key, validate_key, validate_value
 
 # ---------------------------------------------------------------------------------------
 # Errors
@@ -214,8 +215,44 @@ class MetaSplit:
         return self.key, self.key + b"\x00"
 
 
-Request = Get | Put | Delete | Scan | Status | Init | Bootstrap | AdminSplit | Increment | MetaSplit
-WRITE_REQUESTS = (Put, Delete, Increment, MetaSplit)
+@dataclass(frozen=True, slots=True)
+class NodeHeartbeat:
+    """Internal (node to meta range): extend `node_id`'s liveness record (ranges.liveness)."""
+
+    node_id: int
+    epoch: int
+    expiration: Timestamp
+    op_id: bytes
+
+    @property
+    def key(self) -> bytes:
+        return liveness_key(self.node_id)
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.key, self.key + b"\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementNodeEpoch:
+    """Internal (node to meta range): end `node_id`'s liveness `epoch`, if its record expired."""
+
+    node_id: int
+    epoch: int
+    op_id: bytes
+
+    @property
+    def key(self) -> bytes:
+        return liveness_key(self.node_id)
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.key, self.key + b"\x00"
+
+
+Request = (Get | Put | Delete | Scan | Status | Init | Bootstrap | AdminSplit | Increment | MetaSplit
+           | NodeHeartbeat | IncrementNodeEpoch)
+WRITE_REQUESTS = (Put, Delete, Increment, MetaSplit, NodeHeartbeat, IncrementNodeEpoch)
+# Requests only a node may send (over a peer connection), never a client.
+NODE_ONLY_REQUESTS = (MetaSplit, NodeHeartbeat, IncrementNodeEpoch)
 MAX_SCAN_LIMIT = 100_000
 MAX_OP_ID_BYTES = 64
 
@@ -242,6 +279,10 @@ def encode_request(req: Request) -> list:
             return ["incr", key, delta, op_id]
         case MetaSplit(old, left, right, op_id):
             return ["metasplit", old.encode(), left.encode(), right.encode(), op_id]
+        case NodeHeartbeat(node_id, epoch, expiration, op_id):
+            return ["heartbeat", node_id, epoch, expiration.encode(), op_id]
+        case IncrementNodeEpoch(node_id, epoch, op_id):
+            return ["incepoch", node_id, epoch, op_id]
     raise AssertionError(f"unknown request {req!r}")
 
 
@@ -276,7 +317,7 @@ def _checked_value(value: bytes) -> bytes:
 
 
 _ARITY = {"get": 2, "put": 4, "del": 3, "scan": 4, "status": 1, "init": 1, "bootstrap": 5,
-          "split": 2, "incr": 4, "metasplit": 5}
+          "split": 2, "incr": 4, "metasplit": 5, "heartbeat": 5, "incepoch": 4}
 MAX_INCREMENT_DELTA = 1 << 62
 
 
@@ -311,7 +352,23 @@ def decode_request(raw: object) -> Request:
         return Increment(_checked_key(_bytes_arg(raw, 1, "key")), delta, _op_id(raw, 3))
     if name == "metasplit":
         return _decode_metasplit(raw)
+    if name in ("heartbeat", "incepoch"):
+        return _decode_liveness_request(raw)
     return _decode_bootstrap(raw)
+
+
+def _decode_liveness_request(raw: list) -> NodeHeartbeat | IncrementNodeEpoch:
+    node_id, epoch = raw[1], raw[2]
+    for what, value in (("node id", node_id), ("epoch", epoch)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 1 << 63:
+            raise BadRequest(f"{what} must be a positive integer, got {value!r:.40}")
+    if raw[0] == "incepoch":
+        return IncrementNodeEpoch(node_id, epoch, _op_id(raw, 3))
+    try:
+        expiration = Timestamp.decode(raw[3])
+    except (ValueError, TypeError, AssertionError) as e:
+        raise BadRequest(f"malformed heartbeat expiration: {e}") from None
+    return NodeHeartbeat(node_id, epoch, expiration, _op_id(raw, 4))
 
 
 def _decode_metasplit(raw: list) -> MetaSplit:

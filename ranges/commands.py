@@ -119,6 +119,9 @@ class RequestLease:
     proposed_ts: Timestamp = ZERO
     # Non-zero for a lease transfer: the current holder handing the lease to lease.holder.
     transfer_from: int = 0
+    # The lease the proposer saw (paxos_groups.lease.apply_lease_request: a new lease that
+    # replaces an epoch lease must name it exactly). None in entries from older versions.
+    prev: Lease | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.lease, Lease):
@@ -128,15 +131,18 @@ class RequestLease:
             raise ValueError(f"lease sequence {self.lease.sequence} cannot follow {self.prev_sequence}")
 
     def encode_fields(self) -> list:
-        return [self.lease.encode(), self.prev_sequence, self.proposed_ts.encode(), self.transfer_from]
+        fields = [self.lease.encode(), self.prev_sequence, self.proposed_ts.encode(), self.transfer_from]
+        return fields if self.prev is None else fields + [self.prev.encode()]
 
     @staticmethod
     def decode_fields(fields: list) -> "RequestLease":
-        _expect_arity(fields, 4, "request_lease")
-        lease, prev_sequence, proposed_ts, transfer_from = fields
+        if len(fields) != 5:
+            _expect_arity(fields, 4, "request_lease")
+        lease, prev_sequence, proposed_ts, transfer_from = fields[:4]
         if not isinstance(transfer_from, int) or isinstance(transfer_from, bool) or transfer_from < 0:
             raise ValueError(f"transfer_from must be a node id or 0, got {transfer_from!r}")
-        return RequestLease(Lease.decode(lease), prev_sequence, Timestamp.decode(proposed_ts), transfer_from)
+        prev = Lease.decode(fields[4]) if len(fields) == 5 else None
+        return RequestLease(Lease.decode(lease), prev_sequence, Timestamp.decode(proposed_ts), transfer_from, prev)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,12 +287,79 @@ class MetaAck:
         return MetaAck(fields[0], Timestamp.decode(fields[1]))
 
 
-Command = Put | Delete | RequestLease | Increment | Split | MetaSplit | MetaAck
+@dataclass(frozen=True, slots=True)
+class LivenessHeartbeat:
+    """On the meta range: extend `node_id`'s liveness record at `epoch` to `expiration`
+    (ranges.liveness.apply_heartbeat). Deduplicated by op_id like a write."""
+
+    TAG = 8
+    node_id: int
+    epoch: int
+    expiration: Timestamp
+    ts: Timestamp
+    op_id: bytes
+    lease_sequence: int
+
+    def __post_init__(self) -> None:
+        _check_node_and_epoch(self.node_id, self.epoch)
+        _check_ts(self.expiration)
+        _check_ts(self.ts)
+        _check_op_id(self.op_id)
+        _check_lease_sequence(self.lease_sequence)
+
+    def encode_fields(self) -> list:
+        return [self.node_id, self.epoch, self.expiration.encode(), self.ts.encode(), self.op_id, self.lease_sequence]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "LivenessHeartbeat":
+        _expect_arity(fields, 6, "liveness_heartbeat")
+        node_id, epoch, expiration, ts, op_id, lease_sequence = fields
+        return LivenessHeartbeat(node_id, epoch, Timestamp.decode(expiration), Timestamp.decode(ts), op_id,
+                                 lease_sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementEpoch:
+    """On the meta range: end `node_id`'s liveness `epoch` if its record expired by `ts`
+    (ranges.liveness.apply_increment); the leases it held at that epoch die with it."""
+
+    TAG = 9
+    node_id: int
+    epoch: int
+    ts: Timestamp
+    op_id: bytes
+    lease_sequence: int
+
+    def __post_init__(self) -> None:
+        _check_node_and_epoch(self.node_id, self.epoch)
+        _check_ts(self.ts)
+        _check_op_id(self.op_id)
+        _check_lease_sequence(self.lease_sequence)
+
+    def encode_fields(self) -> list:
+        return [self.node_id, self.epoch, self.ts.encode(), self.op_id, self.lease_sequence]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "IncrementEpoch":
+        _expect_arity(fields, 5, "increment_epoch")
+        node_id, epoch, ts, op_id, lease_sequence = fields
+        return IncrementEpoch(node_id, epoch, Timestamp.decode(ts), op_id, lease_sequence)
+
+
+def _check_node_and_epoch(node_id: object, epoch: object) -> None:
+    if not _is_int(node_id) or not 0 < node_id < 1 << 63:
+        raise ValueError(f"node_id must be a positive int, got {node_id!r:.40}")
+    if not _is_int(epoch) or not 0 < epoch < 1 << 63:
+        raise ValueError(f"epoch must be a positive int, got {epoch!r:.40}")
+
+
+Command = Put | Delete | RequestLease | Increment | Split | MetaSplit | MetaAck | LivenessHeartbeat | IncrementEpoch
 
 _COMMAND_TYPES: dict[int, Any] = {
-    cls.TAG: cls for cls in (Put, Delete, RequestLease, Increment, Split, MetaSplit, MetaAck)
+    cls.TAG: cls for cls in (Put, Delete, RequestLease, Increment, Split, MetaSplit, MetaAck, LivenessHeartbeat,
+                             IncrementEpoch)
 }
-assert len(_COMMAND_TYPES) == 7, "command tags must be unique"
+assert len(_COMMAND_TYPES) == 9, "command tags must be unique"
 
 
 def _expect_arity(fields: list, arity: int, name: str) -> None:

@@ -44,6 +44,14 @@ META_PREFIX = b"\x01"  # Meta entry of the range ending at E: META_PREFIX + E.
 # The range-id allocator: an 8-byte big-endian signed counter (the largest id handed out).
 # It sorts below every meta entry, because every range end key is at least SYSTEM_KEY_MAX.
 RANGE_ID_COUNTER_KEY = META_PREFIX + b"\x00range-id"
+# Node-liveness records (ranges.liveness), one per node, on the meta range; like the counter
+# they sort below every meta entry.
+LIVENESS_PREFIX = META_PREFIX + b"\x00liveness/"
+
+
+def liveness_key(node_id: int) -> bytes:
+    assert isinstance(node_id, int) and 0 < node_id < 1 << 63, f"not a node id: {node_id!r}"
+    return LIVENESS_PREFIX + node_id.to_bytes(8, "big")
 
 # Settings. Keys are copied into every version's engine key, every meta entry and every lock,
 # so they are kept small; values are held in memory whole (client buffers, Paxos entries,

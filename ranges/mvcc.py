@@ -175,6 +175,14 @@ class MVCC:
         batch.append((engine_key, encoded))
         return len(engine_key) + len(encoded)
 
+    def replace(self, batch: WriteBatch, key: bytes, ts: Timestamp, value: bytes) -> int:
+        """Put `value` at `ts` as the only version of `key` (older versions are removed): for
+        system records read only at their latest version (node liveness), which would
+        otherwise grow by a version per heartbeat."""
+        for engine_key, _ in self._versions(key, key + b"\x00"):
+            batch.append((engine_key, None))
+        return self.put(batch, key, ts, value)
+
     def delete(self, batch: WriteBatch, key: bytes, ts: Timestamp) -> int:
         """Append a deletion tombstone of `key` at `ts`; return the bytes it adds."""
         validate_key(key)

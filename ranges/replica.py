@@ -30,14 +30,23 @@ from typing import Any, Callable
 from clock.hlc import HybridLogicalClock
 from clock.timestamp import Timestamp
 from paxos_groups.core import NotLeader, PaxosGroup, ProposalQueueFull
-from paxos_groups.lease import Lease, LeaseStatus, lease_status, request_lease, transfer_lease
+from paxos_groups.lease import (
+    Lease,
+    LeaseStatus,
+    effective_expiration,
+    lease_status,
+    request_lease,
+    transfer_lease,
+)
 from ranges import commands
 from ranges.api import (
     AdminSplit,
     AmbiguousResult,
     ConditionFailed,
     Increment,
+    IncrementNodeEpoch,
     MetaSplit,
+    NodeHeartbeat,
     Delete,
     Get,
     NotLeaseholder,
@@ -47,9 +56,13 @@ from ranges.api import (
     SpanliteError,
     Unavailable,
 )
+from ranges.liveness import NodeLiveness
 from ranges.state_machine import ApplyResult, RangeStateMachine
 
 log = logging.getLogger("spanlite.replica")
+
+# Writes whose answer carries the applied value.
+VALUE_ANSWERS = (Increment, NodeHeartbeat, IncrementNodeEpoch)
 
 # respond(client, request_id, result_or_error)
 Respond = Callable[[Any, int, Any], None]
@@ -113,6 +126,12 @@ class Replica:
     on_dirty: Callable[["Replica"], None] = lambda replica: None
     # Set by the Store: runs the split of this range requested by `pending` (AdminSplit).
     on_admin_split: Callable[["Replica", PendingRequest], None] | None = None
+    # The node's liveness view (set by the Store): with it, this range takes epoch leases
+    # (unless always_leased: the meta range, which liveness itself lives on, keeps
+    # expiration leases). None: expiration leases only.
+    liveness: NodeLiveness | None = None
+    # Set by the Store: ask the meta range to end (holder, epoch), whose liveness expired.
+    on_epoch_expired: Callable[[int, int], None] = lambda holder, epoch: None
 
     def __post_init__(self) -> None:
         self.started_ts = self.hlc.now()
@@ -135,7 +154,8 @@ class Replica:
         return self.hlc.physical_now_ns() - self.last_active_ns < self.config.lease_idle_keep_ns
 
     def is_idle(self) -> bool:
-        return not (self.queued or self.waiting_writes or self.lease_attempt) and self.group.quiesced
+        busy = self.queued or self.waiting_writes or self.lease_attempt or self.group.transfer_target is not None
+        return not busy and self.group.quiesced
 
     def handle(self, pending: PendingRequest) -> None:
         self.last_active_ns = self.hlc.physical_now_ns()
@@ -189,8 +209,14 @@ class Replica:
         self.maintain_lease(now)
         return False
 
+    def _liveness_lookup(self):
+        return None if self.liveness is None else self.liveness.expiration_of
+
+    def _lease_end(self, lease: Lease) -> Timestamp:
+        return effective_expiration(lease, self._liveness_lookup())
+
     def _lease_status(self, lease: Lease, now: Timestamp) -> LeaseStatus:
-        status = lease_status(lease, self.node_id, now, self.hlc.max_offset_ns)
+        status = lease_status(lease, self.node_id, now, self.hlc.max_offset_ns, self._liveness_lookup())
         if status is LeaseStatus.VALID and not self.lease_usable:
             return LeaseStatus.STASIS  # Held from before a restart: renew before serving.
         if status is LeaseStatus.VALID and lease.sequence == self.transferred_sequence:
@@ -201,9 +227,12 @@ class Replica:
 
     def _redirect_target(self, lease: Lease, now: Timestamp) -> int | None:
         """Another node that may be serving this range, or None when we should wait here."""
-        if lease.holder not in (0, self.node_id) and now < lease.expiration:
+        ends = self._lease_end(lease)
+        if lease.holder not in (0, self.node_id) and now < ends:
             return lease.holder
-        if lease.holder == self.node_id and now < lease.expiration:
+        if lease.is_epoch and lease.holder != self.node_id and not self._holder_liveness_known(lease):
+            return lease.holder  # Just started, no ping from the holder yet: assume it lives.
+        if lease.holder == self.node_id and now < ends:
             return None  # Ours but not usable yet (stasis, or from before a restart): wait here.
         if self.group.is_leader:
             return None  # We will acquire the lease.
@@ -292,7 +321,7 @@ class Replica:
         if self._lease_status(lease, now) is not LeaseStatus.VALID or not self.group.is_leader:
             return False
         wanted = transfer_lease(lease, target, now, self.config.lease_duration_ns)
-        command = commands.RequestLease(wanted, lease.sequence, now, transfer_from=self.node_id)
+        command = commands.RequestLease(wanted, lease.sequence, now, transfer_from=self.node_id, prev=lease)
         try:
             self._propose(commands.encode_command(command))
         except (NotLeader, ProposalQueueFull):
@@ -302,30 +331,82 @@ class Replica:
         self.on_dirty(self)
         return True
 
+    def _holder_liveness_known(self, lease: Lease) -> bool:
+        return self.liveness is None or self.liveness.knows(lease.holder)
+
+    def _live_epoch(self, now: Timestamp) -> int:
+        """Our liveness epoch if we may take epoch leases now, else 0 (expiration leases)."""
+        if self.liveness is None or self.always_leased:
+            return 0
+        return self.liveness.live_epoch(now, self.hlc.max_offset_ns)
+
     def maintain_lease(self, now: Timestamp) -> None:
-        """As Paxos leader: acquire an expired lease, renew our own before it runs out."""
+        """As Paxos leader: acquire an expired lease; renew our expiration lease before it runs
+        out, or upgrade it to an epoch lease; re-assert our lease after a restart."""
         if not self.group.is_leader:
             return
         attempt = self.lease_attempt
         if attempt is not None and self.hlc.physical_now_ns() < attempt.deadline_ns:
             return  # One lease request in flight at a time.
         lease = self.sm.lease
-        ours = lease.holder == self.node_id
-        fresh_enough = lease.expiration.wall_ns - now.wall_ns > self.config.lease_renew_before_ns
-        if ours and fresh_enough and self.lease_usable:
+        if self._hand_leadership_to_holder(lease, now):
             return
-        if not ours and now < lease.expiration:
-            return  # Someone else's lease is still running: wait for it to expire.
-        if not self.wants_lease():
-            return  # Idle: let the lease lapse so the group can quiesce (no work per idle range).
-        wanted = request_lease(lease, self.node_id, now, self.config.lease_duration_ns)
-        command = commands.RequestLease(wanted, lease.sequence, now)
+        wanted = self._wanted_lease(lease, now)
+        if wanted is None:
+            return
+        command = commands.RequestLease(wanted, lease.sequence, now, prev=lease)
         try:
             self._propose(commands.encode_command(command))
         except (NotLeader, ProposalQueueFull):
             return
         deadline = self.hlc.physical_now_ns() + self.config.lease_request_timeout_ns
         self.lease_attempt = _LeaseAttempt(wanted.sequence, deadline)
+
+    def _hand_leadership_to_holder(self, lease: Lease, now: Timestamp) -> bool:
+        """Leadership follows the lease (as in CockroachDB). An epoch lease does not expire
+        while its holder lives, so a leader that is not the holder must hand leadership to
+        it: only the leader can propose, and the holder must propose its writes (and, after a
+        restart, the re-assertion that makes its lease usable)."""
+        if not lease.is_epoch or lease.holder in (0, self.node_id):
+            return False
+        if lease.holder not in self.sm.descriptor.replicas or now >= self._lease_end(lease):
+            return False
+        self.group.transfer_leadership(lease.holder)  # Idempotent while one is running.
+        self.on_dirty(self)
+        return True
+
+    def _wanted_lease(self, lease: Lease, now: Timestamp) -> Lease | None:
+        """The lease to propose now, or None when nothing needs doing."""
+        epoch = self._live_epoch(now)
+        ends = self._lease_end(lease)
+        if lease.holder == self.node_id:
+            if self._own_lease_needs_nothing(lease, now, ends, epoch):
+                return None
+            upgrade = epoch and not lease.is_epoch and self.lease_usable
+            if not upgrade and not self.wants_lease():
+                return None  # Idle: let the lease lapse so the group can quiesce.
+        else:
+            if now < ends:
+                return None  # Someone else's lease is still running.
+            if lease.is_epoch and self.liveness is not None and not self.liveness.epoch_dead(lease.holder, lease.epoch):
+                if self.wants_lease():
+                    self.on_epoch_expired(lease.holder, lease.epoch)  # First end its epoch.
+                return None
+            if not self.wants_lease():
+                return None  # Idle: the next request acquires the lease (one round).
+        return request_lease(lease, self.node_id, now, self.config.lease_duration_ns, epoch=epoch,
+                             current_expiration=ends)
+
+    def _own_lease_needs_nothing(self, lease: Lease, now: Timestamp, ends: Timestamp, epoch: int) -> bool:
+        if not self.lease_usable:
+            return False  # Held from before a restart: re-assert it before serving.
+        if lease.is_epoch:
+            # Our epoch still runs (perhaps between heartbeats): nothing to do. A dead epoch
+            # needs a new lease.
+            return self.liveness is not None and not self.liveness.epoch_dead(self.node_id, lease.epoch)
+        if epoch:
+            return False  # Upgrade our expiration lease to an epoch lease: no more renewals.
+        return ends.wall_ns - now.wall_ns > self.config.lease_renew_before_ns
 
     # ------------------------------------------------------------------ apply
 
@@ -352,7 +433,7 @@ class Replica:
         for pending in waiters:
             self._unlatch(pending)
             if result.ok:
-                answer = {"value": result.value} if isinstance(pending.request, Increment) else None
+                answer = {"value": result.value} if isinstance(pending.request, VALUE_ANSWERS) else None
                 self.respond(pending.client, pending.request_id, answer)
             elif result.error == "key outside the range":
                 # A split applied between proposal and apply: nothing was written; the
@@ -443,12 +524,12 @@ class Replica:
 
     def leaseholder(self, now: Timestamp) -> int | None:
         lease = self.sm.lease
-        if lease.holder == 0 or now >= lease.expiration:
+        if lease.holder == 0 or now >= self._lease_end(lease):
             return None
         return lease.holder
 
 
-def _command_for(request: Put | Delete | Increment | MetaSplit, now: Timestamp, lease_sequence: int):
+def _command_for(request, now: Timestamp, lease_sequence: int):
     """The replicated command for a client write, stamped with `now` and the lease."""
     if isinstance(request, Put):
         return commands.Put(request.key, request.value, now, request.op_id, lease_sequence)
@@ -457,5 +538,10 @@ def _command_for(request: Put | Delete | Increment | MetaSplit, now: Timestamp, 
     if isinstance(request, Increment):
         return commands.Increment(key=request.key, delta=request.delta, op_id=request.op_id,
                                   lease_sequence=lease_sequence, ts=now)
+    if isinstance(request, NodeHeartbeat):
+        return commands.LivenessHeartbeat(request.node_id, request.epoch, request.expiration, now, request.op_id,
+                                          lease_sequence)
+    if isinstance(request, IncrementNodeEpoch):
+        return commands.IncrementEpoch(request.node_id, request.epoch, now, request.op_id, lease_sequence)
     return commands.MetaSplit(old=request.old, left=request.left, right=request.right, ts=now,
                               op_id=request.op_id, lease_sequence=lease_sequence)

@@ -63,6 +63,8 @@ from ranges.commands import (
     CommandDecodeError,
     Delete,
     Increment,
+    IncrementEpoch,
+    LivenessHeartbeat,
     MetaSplit,
     Put,
     RequestLease,
@@ -70,7 +72,9 @@ from ranges.commands import (
     decode_command,
 )
 from ranges.descriptor import RangeDescriptor, decode_meta_value, encode_meta_value
+from ranges.liveness import LivenessRecord, apply_heartbeat, apply_increment
 from ranges.keys import (
+    liveness_key,
     range_pending_meta_key,
     KEY_MAX,
     KEY_MIN,
@@ -244,6 +248,8 @@ class RangeStateMachine:
             return 0, ApplyResult(False, "lease changed", cmd.op_id, kind)
         if isinstance(cmd, Increment):
             return self._apply_increment(batch, cmd)
+        if isinstance(cmd, (LivenessHeartbeat, IncrementEpoch)):
+            return self._apply_liveness(batch, cmd)
         if isinstance(cmd, MetaSplit):
             return self._apply_meta_split(batch, cmd)
         return self._apply_write(batch, cmd)
@@ -253,7 +259,7 @@ class RangeStateMachine:
             return ApplyResult(False, "lease changed since the request", None, "lease")
         if cmd.lease.holder not in self._descriptor.replicas:
             return ApplyResult(False, f"node {cmd.lease.holder} is not a replica", None, "lease")
-        new_lease, accepted, reason = apply_lease_request(self._lease, cmd.lease, cmd.transfer_from)
+        new_lease, accepted, reason = apply_lease_request(self._lease, cmd.lease, cmd.transfer_from, cmd.prev)
         changed = new_lease != self._lease
         assert accepted or not changed, "a rejected lease request leaves the lease alone"
         self._lease = new_lease
@@ -293,6 +299,30 @@ class RangeStateMachine:
         size_delta = self._mvcc.put(batch, cmd.key, ts, encode_counter_value(new_value))
         self._record_dedup(batch, cmd.op_id, ts, ["increment", ts.encode(), new_value])
         return size_delta, ApplyResult(True, None, cmd.op_id, "increment", ts=ts, value=new_value)
+
+    # -- node liveness (meta range only) ---------------------------------------------------
+
+    def _apply_liveness(self, batch: WriteBatch, cmd: LivenessHeartbeat | IncrementEpoch) -> tuple[int, ApplyResult]:
+        """Both are idempotent (a replay finds the record already changed and answers the
+        same), so they need no dedup record."""
+        kind = _WRITE_KINDS[type(cmd)]
+        key = liveness_key(cmd.node_id)
+        if not self._descriptor.contains(key):
+            return 0, ApplyResult(False, "key outside the range", cmd.op_id, kind)
+        current = LivenessRecord.from_bytes(self._mvcc.get(key, MAX))
+        if isinstance(cmd, LivenessHeartbeat):
+            record, accepted = apply_heartbeat(current, cmd.node_id, cmd.epoch, cmd.expiration)
+        else:
+            record, accepted = apply_increment(current, cmd.epoch, cmd.ts)
+        encoded = None if record is None else record.encode()
+        if not accepted:
+            return 0, ApplyResult(False, f"liveness of node {cmd.node_id} is {record}", cmd.op_id, kind,
+                                  value=encoded)
+        size_delta = 0
+        if record != current:
+            ts = _write_ts_above(cmd.ts, self._mvcc.latest_version_ts(key))
+            size_delta = self._mvcc.replace(batch, key, ts, record.to_bytes())
+        return size_delta, ApplyResult(True, None, cmd.op_id, kind, ts=cmd.ts, value=encoded)
 
     # -- split ---------------------------------------------------------------------------
 
@@ -582,7 +612,8 @@ def _deduplicated_result(op_id: bytes, recorded: bytes) -> ApplyResult:
     return ApplyResult(True, None, op_id, kind, ts=ts, deduplicated=True, value=value)
 
 
-_WRITE_KINDS: dict[type, str] = {Put: "put", Delete: "delete", Increment: "increment", MetaSplit: "meta_split"}
+_WRITE_KINDS: dict[type, str] = {Put: "put", Delete: "delete", Increment: "increment", MetaSplit: "meta_split",
+                                  LivenessHeartbeat: "liveness", IncrementEpoch: "liveness"}
 
 
 def _is_int64(value: object) -> bool:

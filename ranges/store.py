@@ -38,7 +38,10 @@ from ranges.api import (
     Get,
     ConditionFailed,
     Increment,
+    IncrementNodeEpoch,
     MetaSplit,
+    NODE_ONLY_REQUESTS,
+    NodeHeartbeat,
     NotInitialized,
     NotLeaseholder,
     RangeKeyMismatch,
@@ -51,6 +54,12 @@ from ranges.api import (
 from ranges.descriptor import RangeDescriptor, decode_meta_value
 from ranges.replica import PendingRequest, Replica, ReplicaConfig
 from ranges.internal import InternalRouter
+from ranges.liveness import (
+    DEFAULT_HEARTBEAT_INTERVAL_NS,
+    DEFAULT_LIVENESS_DURATION_NS,
+    LivenessRecord,
+    NodeLiveness,
+)
 from ranges.state_machine import KNOWN_BUGS as SM_BUGS
 from ranges.state_machine import ApplyResult, RangeStateMachine, meta_bootstrap_batch
 
@@ -60,6 +69,7 @@ MAX_PROCESS_ROUNDS = 8
 META_RANGE_ID = 1
 BOOTSTRAP_TS = Timestamp(1, 0)
 SPLIT_TIMEOUT_NS = 10_000_000_000
+MAX_EPOCHS_ENDING = 64  # Epoch increments in flight at once (a limit on everything).
 SPLIT_ATTEMPTS_MAX = 5  # A requested split restarts at most this often after concurrent splits.
 # Idle quiesced groups are ticked this much less often (leader and followers alike, so
 # their timeouts keep the same ratio); node liveness wakes them when a leader's node dies.
@@ -81,6 +91,11 @@ class StoreConfig:
     lease_balance_ticks: int = 40
     split_check_ticks: int = 20
     split_threshold_bytes: int = 64 << 20
+    # Node liveness and epoch leases (ranges.liveness). Without them every range renews an
+    # expiration lease every second; with them a node heartbeats once a second for all.
+    epoch_leases: bool = True
+    liveness_duration_ns: int = DEFAULT_LIVENESS_DURATION_NS
+    liveness_heartbeat_ns: int = DEFAULT_HEARTBEAT_INTERVAL_NS
 
 
 @dataclass
@@ -186,6 +201,11 @@ class Store:
         self._auto_splitting: set[int] = set()
         self._ticks = 0
         self._started_ns = hlc.physical_now_ns()
+        self.liveness = NodeLiveness(self.node_id, self.config.liveness_duration_ns)
+        self._heartbeat_in_flight = False
+        self._next_heartbeat_ns = 0
+        self._epochs_ending: set[tuple[int, int]] = set()
+        self._gossip_liveness = False
         for range_id in range_ids_on_store(engine):
             self._load_replica(range_id)
         self._reindex()
@@ -204,6 +224,9 @@ class Store:
             self.node_id, group, sm, self.hlc, self.config.replica, self._respond,
             self.identity.nodes.get, bugs=self.bugs)
         replica.on_admin_split = self._start_split
+        if self.config.epoch_leases:
+            replica.liveness = self.liveness
+            replica.on_epoch_expired = self._end_epoch
         replica.on_dirty = self._mark_dirty
         replica.always_leased = range_id == META_RANGE_ID
         self.replicas[range_id] = replica
@@ -227,6 +250,8 @@ class Store:
         if self._ticks % self.config.liveness_ping_ticks == 0:
             self._ping_peers()
         now_ns = self.hlc.physical_now_ns()
+        if self.config.epoch_leases:
+            self._maybe_heartbeat(now_ns)
         self.router.tick(now_ns)
         slow_tick = self._ticks % QUIESCED_TICK_EVERY == 0
         for replica in self.replicas.values():
@@ -259,6 +284,52 @@ class Store:
         for node_id in self.identity.nodes:
             if node_id != self.node_id:
                 self._outbound.setdefault(node_id, [])
+        self._gossip_liveness = True  # The ping frames carry our liveness record.
+
+    # ------------------------------------------------------------------ node liveness
+
+    def _maybe_heartbeat(self, now_ns: int) -> None:
+        """Extend our liveness record on the meta range, once per heartbeat interval."""
+        if self._heartbeat_in_flight or now_ns < self._next_heartbeat_ns:
+            return
+        epoch, expiration = self.liveness.next_heartbeat(self.hlc.now())
+        self._heartbeat_in_flight = True
+        request = NodeHeartbeat(self.node_id, epoch, expiration, self._new_op_id())
+        self.router.call(request, self.identity.meta_replicas, self._heartbeat_done, now_ns,
+                         self.config.liveness_heartbeat_ns)
+
+    def _heartbeat_done(self, result: Any) -> None:
+        self._heartbeat_in_flight = False
+        now_ns = self.hlc.physical_now_ns()
+        record = _liveness_record_in(result)
+        if record is not None and record.node_id == self.node_id:
+            self.liveness.learn(record)
+        if isinstance(result, SpanliteError) and not isinstance(result, ConditionFailed):
+            self._next_heartbeat_ns = now_ns + self.config.liveness_heartbeat_ns // 10
+            log.warning("node %d: liveness heartbeat failed: %s", self.node_id, result.message)
+        elif isinstance(result, ConditionFailed):
+            self._next_heartbeat_ns = now_ns  # Our epoch was ended: heartbeat at the new one.
+            log.warning("node %d: liveness epoch ended by another node; now %s", self.node_id, record)
+        else:
+            self._next_heartbeat_ns = now_ns + self.config.liveness_heartbeat_ns
+
+    def _end_epoch(self, holder: int, epoch: int) -> None:
+        """A range we lead has an epoch lease of `holder`, whose liveness expired: ask the meta
+        range to end that epoch, so we may take the lease (ranges.liveness)."""
+        if (holder, epoch) in self._epochs_ending or len(self._epochs_ending) >= MAX_EPOCHS_ENDING:
+            return
+        self._epochs_ending.add((holder, epoch))
+        self.router.call(IncrementNodeEpoch(holder, epoch, self._new_op_id()), self.identity.meta_replicas,
+                         lambda result: self._epoch_ended(holder, epoch, result), self.hlc.physical_now_ns(),
+                         self.config.liveness_heartbeat_ns)
+
+    def _epoch_ended(self, holder: int, epoch: int, result: Any) -> None:
+        self._epochs_ending.discard((holder, epoch))
+        record = _liveness_record_in(result)
+        if record is not None and record.node_id == holder:
+            self.liveness.learn(record, from_self=False)
+        if not isinstance(result, SpanliteError):
+            log.info("node %d: ended liveness epoch %d of node %d", self.node_id, epoch, holder)
 
     def receive_peer_frame(self, from_node: int, frame: object) -> None:
         """A frame from a peer: `{"ts": [wall, logical], "m": [encoded messages]}`. Never raises."""
@@ -274,6 +345,8 @@ class Store:
             log.error("node %d: dropping frame from node %s with bad timestamp: %s", self.node_id, from_node, e)
             return
         self.last_heard_ns[from_node] = self.hlc.physical_now_ns()
+        if "lv" in frame:
+            self._learn_gossiped_liveness(from_node, frame["lv"])
         for raw in frame["m"]:
             self._step_message(from_node, raw)
         snapshot_asks = frame.get("ns")
@@ -286,6 +359,15 @@ class Store:
             for item in responses:
                 if isinstance(item, list) and len(item) == 2:
                     self.router.on_response(from_node, item[0], item[1])
+
+    def _learn_gossiped_liveness(self, from_node: int, raw: object) -> None:
+        try:
+            record = LivenessRecord.decode(raw)
+        except (ValueError, TypeError, AssertionError) as e:
+            log.error("node %d: ignoring malformed liveness record from node %s: %s", self.node_id, from_node, e)
+            return
+        if record.node_id == from_node:  # A node speaks only for itself.
+            self.liveness.learn(record, from_self=False)
 
     def _step_message(self, from_node: int, raw: object) -> None:
         try:
@@ -356,6 +438,10 @@ class Store:
     def receive_request(self, client: Any, request_id: int, request: Request) -> None:
         if isinstance(request, Status):
             self._respond(client, request_id, self.status())
+            return
+        if isinstance(request, NODE_ONLY_REQUESTS) and not isinstance(client, PeerClient):
+            self._respond(client, request_id, BadRequest(
+                f"{type(request).__name__} is sent only between nodes, never by a client"))
             return
         deadline = self.hlc.physical_now_ns() + self.config.replica.request_timeout_ns
         pending = PendingRequest(client, request_id, request, deadline)
@@ -665,9 +751,13 @@ class Store:
         if not (self._outbound or self._outbound_rq or self._outbound_rs or self._outbound_ns):
             return {}
         ts = self.hlc.now().encode()
+        own = self.liveness.own() if self._gossip_liveness else None
+        self._gossip_liveness = False
         frames: dict[int, dict] = {}
         for to in sorted(set(self._outbound) | set(self._outbound_rq) | set(self._outbound_rs) | set(self._outbound_ns)):
             frame = {"ts": ts, "m": self._outbound.get(to, [])}
+            if own is not None:
+                frame["lv"] = own.encode()
             if to in self._outbound_ns:
                 frame["ns"] = self._outbound_ns[to]
             if to in self._outbound_rq:
@@ -714,6 +804,20 @@ class PeerClient:
     """The 'client' of a request another node's Store sent us (answered in its `rs`)."""
 
     node_id: int
+
+
+def _liveness_record_in(result: Any) -> LivenessRecord | None:
+    """The liveness record in a heartbeat/increment answer (or in its ConditionFailed)."""
+    if isinstance(result, dict):
+        raw = result.get("value")
+    elif isinstance(result, ConditionFailed):
+        raw = result.details.get("current")
+    else:
+        return None
+    try:
+        return None if raw is None else LivenessRecord.decode(raw)
+    except (ValueError, TypeError, AssertionError):
+        return None
 
 
 @dataclass
