@@ -349,6 +349,8 @@ class Replica:
         if attempt is not None and self.hlc.physical_now_ns() < attempt.deadline_ns:
             return  # One lease request in flight at a time.
         lease = self.sm.lease
+        if "epoch-increment-early" in self.bugs and lease.is_epoch and lease.holder != self.node_id:
+            self.on_epoch_expired(lease.holder, lease.epoch)  # Planted bug: no wait for expiry.
         if self._hand_leadership_to_holder(lease, now):
             return
         wanted = self._wanted_lease(lease, now)

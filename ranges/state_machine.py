@@ -102,7 +102,10 @@ COUNTER_BYTES = 8  # Increment's integers: 8-byte big-endian signed.
 # Planted bugs (FoundationDB buggify style) that the simulator's checkers must catch.
 # The Store passes `bugs & KNOWN_BUGS` to every RangeStateMachine.
 BUG_SPLIT_DROPS_RHS_WRITE = "split-drops-rhs-write"  # The split loses a right-hand write.
-KNOWN_BUGS = frozenset({BUG_SPLIT_DROPS_RHS_WRITE})
+# Ends a node's liveness epoch without waiting for its record to expire: its epoch leases
+# die while it may still be serving under them.
+BUG_EPOCH_INCREMENT_EARLY = "epoch-increment-early"
+KNOWN_BUGS = frozenset({BUG_SPLIT_DROPS_RHS_WRITE, BUG_EPOCH_INCREMENT_EARLY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +316,8 @@ class RangeStateMachine:
         if isinstance(cmd, LivenessHeartbeat):
             record, accepted = apply_heartbeat(current, cmd.node_id, cmd.epoch, cmd.expiration)
         else:
-            record, accepted = apply_increment(current, cmd.epoch, cmd.ts)
+            ts = MAX if BUG_EPOCH_INCREMENT_EARLY in self._bugs else cmd.ts
+            record, accepted = apply_increment(current, cmd.epoch, ts)
         encoded = None if record is None else record.encode()
         if not accepted:
             return 0, ApplyResult(False, f"liveness of node {cmd.node_id} is {record}", cmd.op_id, kind,
