@@ -184,6 +184,23 @@ class _Connection:
         return frame.get("ok")
 
 
+STATUS_PEER_TIMEOUT_S = 2.0
+
+
+def merge_status_views(views: list[dict]) -> dict:
+    """One status from several nodes' `Status` answers (the first is the one asked first)."""
+    best: dict[int, tuple[tuple, dict]] = {}
+    for view in views:
+        for r in view["ranges"]:
+            rank = (r.get("leaseholder") == view["node_id"], r.get("applied_index", 0))
+            known = best.get(r["range_id"])
+            if known is None or rank > known[0]:
+                best[r["range_id"]] = (rank, r)
+    merged = dict(views[0])
+    merged["ranges"] = sorted((r for _, r in best.values()), key=lambda r: r["start_key"])
+    return merged
+
+
 class Client:
     def __init__(self, addresses: list[str], nursery: trio.Nursery, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         if not addresses:
@@ -237,7 +254,24 @@ class Client:
         return RangeDescriptor.decode(result["left"]), RangeDescriptor.decode(result["right"])
 
     async def status(self) -> dict:
-        return await self._request(Status())
+        """The whole cluster: every node's view of its replicas, merged. A range is reported
+        as its leaseholder sees it (else as the replica furthest along), so the answer covers
+        ranges the first node does not hold, on clusters larger than one range's replicas."""
+        first = await self._request(Status())
+        views = [first]
+        others = [n["address"] for n in first["nodes"] if n["node_id"] != first["node_id"] and n["live"]]
+
+        async def ask(address: str) -> None:
+            try:
+                connection = await self._connect(address)
+                views.append(await connection.call(Status(), deadline=trio.current_time() + STATUS_PEER_TIMEOUT_S))
+            except (SpanliteError, trio.TooSlowError, OSError):
+                pass  # A node that does not answer is reported by the others' liveness.
+
+        async with trio.open_nursery() as nursery:
+            for address in others:
+                nursery.start_soon(ask, address)
+        return merge_status_views(views)
 
     async def init(self) -> dict:
         """Bootstrap the cluster through the first address (`spanlite init`)."""

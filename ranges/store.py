@@ -188,8 +188,11 @@ class Store:
         self._responses: list[tuple[Any, int, Any]] = []
         self.router = InternalRouter(self.node_id, self._send_internal)
         # Replicas whose group may have a Ready: a cycle looks only at these, not at every
-        # replica (1,000 ranges, a few active). Every tick re-checks all (a safety net).
+        # replica (1,000 ranges, a few active). Every slow tick re-checks all (a safety net).
         self._dirty: dict[int, Replica] = {}
+        # Replicas ticked every tick (not idle, or touched since the last tick); the rest are
+        # ticked every QUIESCED_TICK_EVERY ticks.
+        self._awake: dict[int, Replica] = {}
         self._ordered: list[Replica] = []  # Sorted by start key, for routing.
         self._starts: list[bytes] = []
         # Test hook (the simulator's checkers): called with (range_id, slot, value) per applied entry.
@@ -235,6 +238,7 @@ class Store:
 
     def _mark_dirty(self, replica: Replica) -> None:
         self._dirty[replica.range_id] = replica
+        self._awake[replica.range_id] = replica
 
     def _reindex(self) -> None:
         self._ordered = sorted(self.replicas.values(), key=lambda r: r.sm.descriptor.start_key)
@@ -254,9 +258,13 @@ class Store:
             self._maybe_heartbeat(now_ns)
         self.router.tick(now_ns)
         slow_tick = self._ticks % QUIESCED_TICK_EVERY == 0
-        for replica in self.replicas.values():
+        # Idle quiesced replicas are visited only on slow ticks: 1,000 idle ranges must not
+        # cost 1,000 visits every tick. Anything that makes one busy marks it dirty (awake).
+        visit = list(self.replicas.values()) if slow_tick else list(self._awake.values())
+        self._awake = {}
+        for replica in visit:
             leader = replica.group.leader_hint
-            if leader is not None and leader != self.node_id and self._suspect(leader, now_ns):
+            if slow_tick and leader is not None and leader != self.node_id and self._suspect(leader, now_ns):
                 # A quiesced follower waits ~10x longer to elect; a dead leader's node
                 # must not cost that. Node liveness (pings) tells us sooner.
                 replica.group.wake()
@@ -267,6 +275,8 @@ class Store:
             replica.group.tick()
             replica.tick()
             self._mark_dirty(replica)
+            if not replica.is_idle():
+                self._awake[replica.range_id] = replica
         if self._ticks % self.config.meta_verify_ticks == 0:
             self._verify_meta(now_ns)
         if self._ticks % self.config.lease_balance_ticks == 0:

@@ -84,3 +84,18 @@ async def test_concurrent_splits_of_one_range_all_succeed(spanlite_cluster):
         starts = {r["start_key"] for r in status["ranges"]}
         assert set(split_keys) <= starts
         assert _tiles(status["ranges"])
+
+
+async def test_status_covers_ranges_the_asked_node_does_not_hold():
+    """On 5 nodes the ranges live on 3: status asked of node 5 still lists every range,
+    each with its leaseholder (the client merges every node's view)."""
+    from cluster.client import connect
+
+    async with EmbeddedCluster(nodes=5) as cluster:
+        async with cluster.client() as db:
+            await db.admin_split(b"m")
+        async with connect([cluster.addresses[4]], timeout_s=15) as db:
+            status = await db.status()
+        assert status["node_id"] == 5
+        assert len(status["ranges"]) == 3 and _tiles(status["ranges"])
+        assert all(len(r["replicas"]) == 3 for r in status["ranges"])
