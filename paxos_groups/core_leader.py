@@ -104,9 +104,12 @@ class LeaderRole:
             self._send(peer, Heartbeat(self._group_id, self._ballot, self._chosen_upto, self._quiesced))
 
     def _can_quiesce(self) -> bool:
+        """Idle, and every follower holds every chosen slot (it knows them chosen, or acked
+        them, so the quiescing heartbeat's commit index completes it): one round of
+        heartbeats after a write, not two."""
         if self._inflight or self._pending or self._transfer_target is not None:
             return False
-        return all(p.chosen_upto == self._chosen_upto for p in self._progress.values())
+        return all(_holds_through(p, self._chosen_upto) for p in self._progress.values())
 
     def _unquiesce_leader(self) -> None:
         self._quiesced = False  # the next Accept or Heartbeat (flag off) wakes the followers
@@ -176,6 +179,7 @@ class LeaderRole:
         progress = self._progress[frm]
         progress.recent_active = True
         progress.chosen_upto = m.chosen_upto
+        _note_acked(progress, m.slots)
         for slot in m.slots:
             inflight = self._inflight.get(slot)
             if inflight is None:
@@ -195,6 +199,7 @@ class LeaderRole:
         progress.recent_active = True
         progress.chosen_upto = m.chosen_upto
         progress.max_accepted_slot = m.max_accepted_slot
+        _note_acked(progress, ())
         self._maybe_catch_up(frm)
         if frm == self._transfer_target:
             self._maybe_send_timeout_now()
@@ -278,3 +283,21 @@ class LeaderRole:
         if self._known_chosen or self._progress[peer].chosen_upto < self._chosen_upto:
             return False
         return all(peer in inflight.acks for inflight in self._inflight.values())
+
+
+# A follower further behind than this is caught up by the usual means, not by quiescing.
+QUIESCE_ACKED_GAP_MAX = 256
+
+
+def _note_acked(progress, slots) -> None:
+    progress.acked_slots.update(slots)
+    if progress.acked_slots:
+        progress.acked_slots = {s for s in progress.acked_slots if s > progress.chosen_upto}
+
+
+def _holds_through(progress, chosen_upto: int) -> bool:
+    if progress.chosen_upto >= chosen_upto:
+        return True
+    if chosen_upto - progress.chosen_upto > QUIESCE_ACKED_GAP_MAX:
+        return False
+    return all(s in progress.acked_slots for s in range(progress.chosen_upto + 1, chosen_upto + 1))

@@ -166,6 +166,9 @@ class FollowerProgress:
 
     chosen_upto: int = 0
     max_accepted_slot: int = 0
+    # Slots above chosen_upto it acked at our ballot: with all of them up to our commit index,
+    # one quiescing heartbeat (carrying the commit index) is all it still needs.
+    acked_slots: set[int] = field(default_factory=set)
     recent_active: bool = True  # heard from it since the last check-quorum window
     catchup_sent_upto: int = 0  # highest slot sent in Chosen catch-up
     catchup_sent_tick: int = -(1 << 62)

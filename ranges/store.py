@@ -197,6 +197,8 @@ class Store:
         self._starts: list[bytes] = []
         # Test hook (the simulator's checkers): called with (range_id, slot, value) per applied entry.
         self.apply_observer = None
+        # Test hook: called with (range_id, quorum, slot, ballot, value) per durably accepted entry.
+        self.accept_observer = None
         self._split_waiters: dict[tuple[int, int], SplitTask] = {}
         self._meta_waiters: dict[tuple[int, int], SplitTask] = {}
         self._early_messages: dict[int, list] = {}
@@ -730,6 +732,11 @@ class Store:
         if "ack-before-fsync" in self.bugs:
             sync = False  # Planted bug: acknowledge what a crash may still lose.
         self.engine.write(batch, sync=sync)
+        if self.accept_observer is not None:
+            for replica, ready in readies:
+                quorum = len(replica.sm.descriptor.replicas) // 2 + 1
+                for slot, ballot, value in ready.accepted:
+                    self.accept_observer(replica.range_id, quorum, slot, ballot, value)
 
     def _apply(self, replica: Replica, ready) -> None:
         if ready.snapshot is not None:

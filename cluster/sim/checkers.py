@@ -50,6 +50,52 @@ class ChosenValueChecker:
 
 
 @dataclass
+class AcceptedValueChecker:
+    """Paxos's P2: once a value is chosen in a slot at ballot b (a quorum of acceptors
+    accepted it, durably, at b), every acceptance in that slot at a ballot above b carries
+    the same value. Judged from the acceptances as each node persists them, so it fires when
+    the divergence is accepted, before (and whether or not) a second value gets applied."""
+
+    # (range, slot) -> ballot -> (value, nodes that accepted it at that ballot)
+    votes: dict[tuple[int, int], dict[object, tuple[object, set[int]]]] = field(default_factory=dict)
+    chosen: dict[tuple[int, int], tuple[object, object]] = field(default_factory=dict)  # (ballot, value)
+    violation: Violation | None = None
+
+    def store_started(self, world, node_id: int, store) -> None:
+        def observe(range_id: int, quorum: int, slot: int, ballot, value) -> None:
+            if self.violation is None:
+                self._accepted(world, node_id, (range_id, slot), quorum, ballot, value)
+
+        store.accept_observer = observe
+
+    def _accepted(self, world, node_id: int, where: tuple[int, int], quorum: int, ballot, value) -> None:
+        by_ballot = self.votes.setdefault(where, {})
+        known_value, nodes = by_ballot.setdefault(ballot, (value, set()))
+        if known_value != value:
+            self._fail(world, where, f"two values accepted at one ballot {ballot}: {known_value!r} and {value!r}")
+            return
+        nodes.add(node_id)
+        chosen = self.chosen.get(where)
+        if chosen is not None and ballot > chosen[0] and value != chosen[1]:
+            self._fail(world, where, f"node {node_id} accepted {value!r} at {ballot} after {chosen[1]!r} "
+                                     f"was chosen at {chosen[0]}")
+            return
+        if len(nodes) >= quorum and (chosen is None or ballot < chosen[0]):
+            self.chosen[where] = (ballot, value)
+            higher = [(b, v) for b, (v, _) in by_ballot.items() if b > ballot and v != value]
+            if higher:
+                self._fail(world, where, f"{value!r} chosen at {ballot}, but {higher[0][1]!r} was accepted "
+                                         f"at the higher ballot {higher[0][0]}")
+
+    def _fail(self, world, where: tuple[int, int], detail: str) -> None:
+        self.violation = Violation("chosen values are never contradicted (Paxos P2)",
+                                   f"range {where[0]} slot {where[1]}: {detail} (t={world.now_ns}ns)")
+
+    def after_event(self, world) -> None:
+        pass
+
+
+@dataclass
 class LeaseChecker:
     violation: Violation | None = None
     samples: int = 0

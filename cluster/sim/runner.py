@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass
 
 from cluster.sim.checkers import (
+    AcceptedValueChecker,
     ChosenValueChecker,
     LeaseChecker,
     MetaChecker,
@@ -55,6 +56,9 @@ def config_for_seed(seed: int, bug: str | None, nodes: int | None = None) -> Sim
     config.bugs = frozenset([bug]) if bug else frozenset()
     # Some seeds split automatically too (a tiny threshold: the keyspace is small).
     config.split_threshold_bytes = rng.choice((64 << 20, 1500))
+    # Short liveness records expire within one partition, so epoch leases change hands
+    # under faults (the default 3 s outlasts most of the schedule's partitions).
+    config.liveness_duration_ns = rng.choice((750 * MS, 1500 * MS, 3000 * MS))
     return config
 
 
@@ -169,9 +173,10 @@ def _both_ways(side_a: list[int], side_b: list[int]) -> set[tuple[int, int]]:
 def run_seed(seed: int, bug: str | None = None, nodes: int | None = None) -> SeedResult:
     config = config_for_seed(seed, bug, nodes)
     chosen = ChosenValueChecker()
+    accepted = AcceptedValueChecker()
     leases = LeaseChecker()
     meta = MetaChecker()
-    world = World(seed, config, observers=[chosen, leases, meta])
+    world = World(seed, config, observers=[chosen, accepted, leases, meta])
     faults = FaultSchedule(world)
     world.start_clients()
     faults.start()
@@ -185,7 +190,7 @@ def run_seed(seed: int, bug: str | None = None, nodes: int | None = None) -> See
         # An impossible state inside a node: the node would stop. A checker in its own right.
         violation = Violation("node assertion", f"at t={world.now_ns}ns: {e}\n{traceback.format_exc(limit=6)}")
         return SeedResult(seed, violation, len(world.history), dict(world.faults_injected), 0)
-    violation = (chosen.violation or leases.violation or check_linearizable(world)
+    violation = (chosen.violation or accepted.violation or leases.violation or check_linearizable(world)
                  or check_final_reads(world) or meta.check_final(world))
     digest = zlib.crc32("\n".join(world.trace).encode() + world.history.to_jsonl().encode())
     return SeedResult(seed, violation, len(world.history), dict(world.faults_injected), digest, world.splits_done)

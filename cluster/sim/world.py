@@ -55,6 +55,7 @@ class SimConfig:
     nodes: int = 3
     max_offset_ns: int = 20 * MS
     tick_ns: int = 50 * MS
+    liveness_duration_ns: int = 3000 * MS
     fsync_ns: int = 300_000
     duration_ns: int = 12 * SECOND
     settle_ns: int = 8 * SECOND
@@ -252,7 +253,9 @@ class World:
 
     def store_config(self) -> StoreConfig:
         return StoreConfig(group=GroupConfig(), replica=ReplicaConfig(),
-                           split_threshold_bytes=self.config.split_threshold_bytes)
+                           split_threshold_bytes=self.config.split_threshold_bytes,
+                           liveness_duration_ns=self.config.liveness_duration_ns,
+                           liveness_heartbeat_ns=self.config.liveness_duration_ns // 3)
 
     def _start_store(self, node_id: int) -> None:
         node = self.nodes[node_id]
