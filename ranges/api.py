@@ -17,7 +17,8 @@ from typing import Any
 
 from ranges.descriptor import RangeDescriptor
 from clock.timestamp import Timestamp
-from ranges.keys import KEY_MAX, liveness_key, meta_key, validate_key, validate_value
+from ranges.keys import KEY_MAX, liveness_key, meta_key, validate_key, validate_user_key, validate_value
+from ranges.locks import TxnMeta
 
 # ---------------------------------------------------------------------------------------
 # Errors
@@ -90,6 +91,22 @@ class ConditionFailed(SpanliteError):
     code = "condition_failed"
 
 
+class TxnAborted(SpanliteError):
+    """The transaction was aborted: by a conflict with an older transaction (wound-wait), by
+    lost or expired locks, or by recovery. `details` say why (key, conflicting transaction);
+    retrying the whole transaction is safe."""
+
+    code = "txn_aborted"
+    retryable = True
+
+
+class TxnLockTimeout(SpanliteError):
+    """A lock could not be acquired in time (held by an older or prepared transaction)."""
+
+    code = "txn_lock_timeout"
+    retryable = True
+
+
 ERROR_TYPES: dict[str, type[SpanliteError]] = {
     cls.code: cls
     for cls in (
@@ -103,6 +120,8 @@ ERROR_TYPES: dict[str, type[SpanliteError]] = {
         AlreadyInitialized,
         ClockOffsetTooLarge,
         ConditionFailed,
+        TxnAborted,
+        TxnLockTimeout,
     )
 }
 
@@ -248,13 +267,96 @@ class IncrementNodeEpoch:
         return self.key, self.key + b"\x00"
 
 
+# -- transactions (txn/ drives them; ranges.locks and ranges.txn_state serve them) ---------
+
+Span = tuple[bytes, bytes]
+Write = tuple[bytes, bytes | None]  # (key, value); None deletes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAt:
+    """A snapshot read of `[start, end)` at `ts` (None: the leaseholder's now), lock-free.
+    Waits only for prepared writes that could still commit at or below `ts`."""
+
+    start: bytes
+    end: bytes
+    limit: int | None
+    ts: Timestamp | None
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.start, self.end
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRead:
+    """A locking read of `[start, end)` in read-write transaction `txn`: takes a read lock
+    on the span (up to where the answer stops) at the leaseholder, wound-wait on conflicts."""
+
+    txn: TxnMeta
+    start: bytes
+    end: bytes
+    limit: int | None
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.start, self.end
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareTxnRequest:
+    """2PC phase 1 at one participant range (or, with `one_phase`, the whole commit of a
+    transaction whose every lock and write is in this range)."""
+
+    txn: TxnMeta
+    anchor: bytes
+    reads: tuple[Span, ...]
+    writes: tuple[Write, ...]
+    one_phase: bool
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        starts = [s for s, _ in self.reads] + [k for k, _ in self.writes]
+        ends = [e for _, e in self.reads] + [k + b"\x00" for k, _ in self.writes]
+        return min(starts), max(ends)
+
+
+@dataclass(frozen=True, slots=True)
+class EndTxnRequest:
+    """At the anchor's range: decide commit (at or above `min_commit_ts`) or abort, once."""
+
+    txn_id: bytes
+    anchor: bytes
+    commit: bool
+    min_commit_ts: Timestamp
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.anchor, self.anchor + b"\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveTxnRequest:
+    """Apply a decision to the transaction's locks in `[start, end)` (commit_ts None: abort).
+    Answered per range, with `range_end`, like a scan."""
+
+    txn_id: bytes
+    start: bytes
+    end: bytes
+    commit_ts: Timestamp | None
+
+    def keys_touched(self) -> tuple[bytes, bytes]:
+        return self.start, self.end
+
+
+TXN_REQUESTS = (ReadAt, TxnRead, PrepareTxnRequest, EndTxnRequest, ResolveTxnRequest)
+SPANNING_REQUESTS = (Scan, ReadAt, TxnRead, ResolveTxnRequest)  # answered per range, continued by the client
+
 Request = (Get | Put | Delete | Scan | Status | Init | Bootstrap | AdminSplit | Increment | MetaSplit
-           | NodeHeartbeat | IncrementNodeEpoch)
+           | NodeHeartbeat | IncrementNodeEpoch | ReadAt | TxnRead | PrepareTxnRequest | EndTxnRequest
+           | ResolveTxnRequest)
 WRITE_REQUESTS = (Put, Delete, Increment, MetaSplit, NodeHeartbeat, IncrementNodeEpoch)
 # Requests only a node may send (over a peer connection), never a client.
 NODE_ONLY_REQUESTS = (MetaSplit, NodeHeartbeat, IncrementNodeEpoch)
 MAX_SCAN_LIMIT = 100_000
 MAX_OP_ID_BYTES = 64
+MAX_TXN_ITEMS = 10_000  # read spans or writes per range in one prepare (a limit on everything)
 
 
 def encode_request(req: Request) -> list:
@@ -283,6 +385,16 @@ def encode_request(req: Request) -> list:
             return ["heartbeat", node_id, epoch, expiration.encode(), op_id]
         case IncrementNodeEpoch(node_id, epoch, op_id):
             return ["incepoch", node_id, epoch, op_id]
+        case ReadAt(start, end, limit, ts):
+            return ["readat", start, end, limit, None if ts is None else ts.encode()]
+        case TxnRead(txn, start, end, limit):
+            return ["tread", txn.encode(), start, end, limit]
+        case PrepareTxnRequest(txn, anchor, reads, writes, one_phase):
+            return ["prepare", txn.encode(), anchor, [list(r) for r in reads], [list(w) for w in writes], one_phase]
+        case EndTxnRequest(txn_id, anchor, commit, min_commit_ts):
+            return ["endtxn", txn_id, anchor, commit, min_commit_ts.encode()]
+        case ResolveTxnRequest(txn_id, start, end, commit_ts):
+            return ["resolve", txn_id, start, end, None if commit_ts is None else commit_ts.encode()]
     raise AssertionError(f"unknown request {req!r}")
 
 
@@ -317,7 +429,8 @@ def _checked_value(value: bytes) -> bytes:
 
 
 _ARITY = {"get": 2, "put": 4, "del": 3, "scan": 4, "status": 1, "init": 1, "bootstrap": 5,
-          "split": 2, "incr": 4, "metasplit": 5, "heartbeat": 5, "incepoch": 4}
+          "split": 2, "incr": 4, "metasplit": 5, "heartbeat": 5, "incepoch": 4,
+          "readat": 5, "tread": 5, "prepare": 6, "endtxn": 5, "resolve": 5}
 MAX_INCREMENT_DELTA = 1 << 62
 
 
@@ -354,7 +467,93 @@ def decode_request(raw: object) -> Request:
         return _decode_metasplit(raw)
     if name in ("heartbeat", "incepoch"):
         return _decode_liveness_request(raw)
+    if name in _TXN_DECODERS:
+        try:
+            return _TXN_DECODERS[name](raw)
+        except (ValueError, TypeError, AssertionError, IndexError) as e:
+            raise BadRequest(f"malformed {name} request: {e}") from None
     return _decode_bootstrap(raw)
+
+
+def _ts_or_none(raw: object) -> Timestamp | None:
+    return None if raw is None else Timestamp.decode(raw)
+
+
+def _span_args(raw: list, i: int, what: str) -> tuple[bytes, bytes]:
+    start, end = _bytes_arg(raw, i, f"{what} start"), _bytes_arg(raw, i + 1, f"{what} end")
+    if end > KEY_MAX:
+        end = KEY_MAX
+    if start >= end:
+        raise BadRequest(f"{what} start must be before its end")
+    return start, end
+
+
+def _limit_arg(limit: object) -> int | None:
+    if limit is not None and (not isinstance(limit, int) or not 0 < limit <= MAX_SCAN_LIMIT):
+        raise BadRequest(f"scan limit must be 1..{MAX_SCAN_LIMIT} or absent, got {limit!r}")
+    return limit
+
+
+def _user_key(key: object) -> bytes:
+    if not isinstance(key, bytes):
+        raise BadRequest(f"keys must be bytes, got {type(key).__name__}")
+    try:
+        validate_user_key(key)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    return key
+
+
+def _decode_spans(raw: object) -> tuple[tuple[bytes, bytes], ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_TXN_ITEMS:
+        raise BadRequest(f"read spans must be a list of at most {MAX_TXN_ITEMS}")
+    spans = []
+    for item in raw:
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, bytes) for x in item)
+                and item[0] < item[1]):
+            raise BadRequest("a read span is [start, end) with start < end")
+        spans.append((_user_key(item[0]), item[1]))
+    return tuple(spans)
+
+
+def _decode_writes(raw: object) -> tuple[tuple[bytes, bytes | None], ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_TXN_ITEMS:
+        raise BadRequest(f"writes must be a list of at most {MAX_TXN_ITEMS}")
+    writes = []
+    for item in raw:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise BadRequest("a write is [key, value-or-null]")
+        value = item[1] if item[1] is None else _checked_value(_bytes_arg(item, 1, "value"))
+        writes.append((_user_key(item[0]), value))
+    return tuple(writes)
+
+
+def _decode_prepare(raw: list) -> PrepareTxnRequest:
+    _, txn, anchor, reads, writes, one_phase = raw
+    if not isinstance(one_phase, bool):
+        raise BadRequest("one_phase must be a bool")
+    request = PrepareTxnRequest(TxnMeta.decode(txn), _user_key(anchor), _decode_spans(reads), _decode_writes(writes),
+                                one_phase)
+    if not request.reads and not request.writes:
+        raise BadRequest("a prepare needs at least one read span or write")
+    return request
+
+
+_TXN_DECODERS = {
+    "readat": lambda raw: ReadAt(*_span_args(raw, 1, "read"), _limit_arg(raw[3]), _ts_or_none(raw[4])),
+    "tread": lambda raw: TxnRead(TxnMeta.decode(raw[1]), *_span_args(raw, 2, "read"), _limit_arg(raw[4])),
+    "prepare": _decode_prepare,
+    "endtxn": lambda raw: EndTxnRequest(_bytes_arg(raw, 1, "txn id"), _user_key(raw[2]), _bool_arg(raw[3]),
+                                        Timestamp.decode(raw[4])),
+    "resolve": lambda raw: ResolveTxnRequest(_bytes_arg(raw, 1, "txn id"), *_span_args(raw, 2, "resolve"),
+                                             _ts_or_none(raw[4])),
+}
+
+
+def _bool_arg(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"expected a bool, got {value!r:.20}")
+    return value
 
 
 def _decode_liveness_request(raw: list) -> NodeHeartbeat | IncrementNodeEpoch:

@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar
 from clock.timestamp import ZERO, Timestamp
 from paxos_groups.lease import Lease
 from ranges.descriptor import RangeDescriptor
+from ranges.locks import PreparedLock, TxnMeta
 from ranges.keys import RANGE_ID_MAX, validate_key, validate_value
 
 MAX_OP_ID_BYTES = 64  # Same limit as ranges.api.MAX_OP_ID_BYTES (the client-facing check).
@@ -346,6 +347,142 @@ class IncrementEpoch:
         return IncrementEpoch(node_id, epoch, Timestamp.decode(ts), op_id, lease_sequence)
 
 
+@dataclass(frozen=True, slots=True)
+class PrepareTxn:
+    """Phase 1 of two-phase commit at one participant range: record `locks` (the read spans
+    and buffered writes the transaction has here) as prepared at `prepare_ts`."""
+
+    TAG = 10
+    op_id: ClassVar[None] = None
+    txn: TxnMeta
+    locks: tuple[PreparedLock, ...]
+    ts: Timestamp  # the prepare timestamp
+    lease_sequence: int
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_lease_sequence(self.lease_sequence)
+        if not all(isinstance(lock, PreparedLock) and lock.txn == self.txn and lock.prepare_ts == self.ts
+                   for lock in self.locks):
+            raise ValueError("every lock of a prepare belongs to its transaction and carries its timestamp")
+
+    def encode_fields(self) -> list:
+        return [self.txn.encode(), [lock.encode() for lock in self.locks], self.ts.encode(), self.lease_sequence]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "PrepareTxn":
+        _expect_arity(fields, 4, "prepare_txn")
+        txn, locks, ts, lease_sequence = fields
+        if not isinstance(locks, list):
+            raise ValueError("prepare locks must be a list")
+        return PrepareTxn(TxnMeta.decode(txn), tuple(PreparedLock.decode(lock) for lock in locks),
+                          Timestamp.decode(ts), lease_sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class OnePhaseCommit:
+    """A transaction whose every lock and write is in this range: its writes, applied at
+    `ts` (the commit timestamp) in one replicated round."""
+
+    TAG = 11
+    op_id: ClassVar[None] = None
+    txn: TxnMeta
+    writes: tuple[tuple[bytes, bytes | None], ...]
+    ts: Timestamp
+    lease_sequence: int
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_lease_sequence(self.lease_sequence)
+        for key, value in self.writes:
+            validate_key(key)
+            if value is not None:
+                validate_value(value)
+
+    def encode_fields(self) -> list:
+        return [self.txn.encode(), [[k, v] for k, v in self.writes], self.ts.encode(), self.lease_sequence]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "OnePhaseCommit":
+        _expect_arity(fields, 4, "one_phase_commit")
+        txn, writes, ts, lease_sequence = fields
+        return OnePhaseCommit(TxnMeta.decode(txn), _decode_writes(writes), Timestamp.decode(ts), lease_sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class EndTxn:
+    """At the coordinator (the range of the transaction's anchor key): decide the transaction,
+    COMMIT at `ts` or ABORT, exactly once. The first EndTxn applied writes the transaction
+    record; any later one (a retry, a recovery) finds it and changes nothing."""
+
+    TAG = 12
+    op_id: ClassVar[None] = None
+    txn_id: bytes
+    anchor: bytes
+    commit: bool
+    ts: Timestamp  # the commit timestamp (for an abort: when it was decided)
+    lease_sequence: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.txn_id, bytes) and self.txn_id):
+            raise ValueError("end_txn needs a txn id")
+        validate_key(self.anchor)
+        if not isinstance(self.commit, bool):
+            raise ValueError("end_txn commit must be a bool")
+        _check_ts(self.ts)
+        _check_lease_sequence(self.lease_sequence)
+
+    def encode_fields(self) -> list:
+        return [self.txn_id, self.anchor, self.commit, self.ts.encode(), self.lease_sequence]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "EndTxn":
+        _expect_arity(fields, 5, "end_txn")
+        txn_id, anchor, commit, ts, lease_sequence = fields
+        return EndTxn(txn_id, anchor, commit, Timestamp.decode(ts), lease_sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveTxn:
+    """At a participant: the decision reached the range. Every prepared lock of the
+    transaction in `[start, end)` goes; on commit (`commit_ts` set) its writes are applied at
+    `commit_ts`. Idempotent: a second resolve finds no locks."""
+
+    TAG = 13
+    op_id: ClassVar[None] = None
+    txn_id: bytes
+    start: bytes
+    end: bytes
+    commit_ts: Timestamp | None
+    ts: Timestamp
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.txn_id, bytes) and self.txn_id):
+            raise ValueError("resolve_txn needs a txn id")
+        if not (isinstance(self.start, bytes) and isinstance(self.end, bytes) and self.start < self.end):
+            raise ValueError("resolve_txn needs a non-empty span")
+        if self.commit_ts is not None:
+            _check_ts(self.commit_ts)
+        _check_ts(self.ts)
+
+    def encode_fields(self) -> list:
+        commit_ts = None if self.commit_ts is None else self.commit_ts.encode()
+        return [self.txn_id, self.start, self.end, commit_ts, self.ts.encode()]
+
+    @staticmethod
+    def decode_fields(fields: list) -> "ResolveTxn":
+        _expect_arity(fields, 5, "resolve_txn")
+        txn_id, start, end, commit_ts, ts = fields
+        return ResolveTxn(txn_id, start, end, None if commit_ts is None else Timestamp.decode(commit_ts),
+                          Timestamp.decode(ts))
+
+
+def _decode_writes(raw: object) -> tuple[tuple[bytes, bytes | None], ...]:
+    if not isinstance(raw, list) or not all(isinstance(w, list) and len(w) == 2 for w in raw):
+        raise ValueError("writes must be a list of [key, value-or-null]")
+    return tuple((k, v) for k, v in raw)
+
+
 def _check_node_and_epoch(node_id: object, epoch: object) -> None:
     if not _is_int(node_id) or not 0 < node_id < 1 << 63:
         raise ValueError(f"node_id must be a positive int, got {node_id!r:.40}")
@@ -353,13 +490,15 @@ def _check_node_and_epoch(node_id: object, epoch: object) -> None:
         raise ValueError(f"epoch must be a positive int, got {epoch!r:.40}")
 
 
-Command = Put | Delete | RequestLease | Increment | Split | MetaSplit | MetaAck | LivenessHeartbeat | IncrementEpoch
+Command = (Put | Delete | RequestLease | Increment | Split | MetaSplit | MetaAck | LivenessHeartbeat | IncrementEpoch
+           | PrepareTxn | OnePhaseCommit | EndTxn | ResolveTxn)
 
 _COMMAND_TYPES: dict[int, Any] = {
     cls.TAG: cls for cls in (Put, Delete, RequestLease, Increment, Split, MetaSplit, MetaAck, LivenessHeartbeat,
-                             IncrementEpoch)
+                             IncrementEpoch, PrepareTxn, OnePhaseCommit, EndTxn, ResolveTxn)
 }
-assert len(_COMMAND_TYPES) == 9, "command tags must be unique"
+assert len(_COMMAND_TYPES) == 13, "command tags must be unique"
+TXN_COMMANDS = (PrepareTxn, OnePhaseCommit, EndTxn, ResolveTxn)
 
 
 def _expect_arity(fields: list, arity: int, name: str) -> None:

@@ -284,6 +284,56 @@ def mvcc_span(start_user_key: bytes, end_user_key: bytes) -> tuple[bytes, bytes]
 
 
 # ---------------------------------------------------------------------------------------
+# Transactions: prepared locks and transaction records, keyed by user key so that they
+# belong to whichever range holds that key (they move with splits like MVCC data).
+#   lock:   \x04 + escape(span start key) + terminator + txn_id
+#   record: \x05 + escape(anchor key) + terminator + txn_id
+
+PREFIX_LOCK = b"\x04"
+PREFIX_TXN = b"\x05"
+
+
+def _keyed(prefix: bytes, user_key: bytes, txn_id: bytes) -> bytes:
+    assert isinstance(txn_id, bytes) and txn_id, "a txn id is non-empty bytes"
+    return prefix + _escape(user_key) + TERMINATOR + txn_id
+
+
+def _decode_keyed(prefix: bytes, engine_key: bytes) -> tuple[bytes, bytes]:
+    """`(user_key, txn_id)`. The first terminator ends the escaped key: escaping leaves no
+    `\x00\x01` inside it (every `\x00` is followed by `\xff`)."""
+    assert engine_key.startswith(prefix), f"not a {prefix!r} key: {engine_key[:16]!r}"
+    terminator_at = engine_key.index(TERMINATOR, len(prefix))
+    return _unescape(engine_key[len(prefix):terminator_at]), engine_key[terminator_at + len(TERMINATOR):]
+
+
+def lock_key(user_key: bytes, txn_id: bytes) -> bytes:
+    return _keyed(PREFIX_LOCK, user_key, txn_id)
+
+
+def decode_lock_key(engine_key: bytes) -> tuple[bytes, bytes]:
+    return _decode_keyed(PREFIX_LOCK, engine_key)
+
+
+def lock_span(start: bytes, end: bytes) -> tuple[bytes, bytes]:
+    """Engine keys of the prepared locks whose start key is in `[start, end)`."""
+    assert start <= end, f"inverted span [{start!r}, {end!r})"
+    return PREFIX_LOCK + _escape(start), PREFIX_LOCK + _escape(end)
+
+
+def txn_record_key(anchor: bytes, txn_id: bytes) -> bytes:
+    return _keyed(PREFIX_TXN, anchor, txn_id)
+
+
+def decode_txn_record_key(engine_key: bytes) -> tuple[bytes, bytes]:
+    return _decode_keyed(PREFIX_TXN, engine_key)
+
+
+def txn_record_span(start: bytes, end: bytes) -> tuple[bytes, bytes]:
+    assert start <= end, f"inverted span [{start!r}, {end!r})"
+    return PREFIX_TXN + _escape(start), PREFIX_TXN + _escape(end)
+
+
+# ---------------------------------------------------------------------------------------
 # Meta addressing (MVCC keys of range 1)
 
 

@@ -54,9 +54,12 @@ from ranges.api import (
     RangeKeyMismatch,
     Scan,
     SpanliteError,
+    TXN_REQUESTS,
     Unavailable,
 )
 from ranges.liveness import NodeLiveness
+from ranges.locks import WRITE, LockTable
+from ranges.replica_txn import CommitWait, TxnServing
 from ranges.state_machine import ApplyResult, RangeStateMachine
 
 log = logging.getLogger("spanlite.replica")
@@ -96,8 +99,11 @@ class _LeaseAttempt:
     deadline_ns: int
 
 
+TXN_KINDS = ("prepare", "commit1pc", "end_txn", "resolve")
+
+
 @dataclass
-class Replica:
+class Replica(TxnServing):
     node_id: int
     group: PaxosGroup
     sm: RangeStateMachine
@@ -132,6 +138,16 @@ class Replica:
     liveness: NodeLiveness | None = None
     # Set by the Store: ask the meta range to end (holder, epoch), whose liveness expired.
     on_epoch_expired: Callable[[int, int], None] = lambda holder, epoch: None
+    # Transactions (ranges.replica_txn): the leaseholder's lock table, requests waiting for
+    # a transaction command to apply, answers held back by commit-wait.
+    locks: LockTable = field(default_factory=LockTable)
+    waiting_txn: dict[tuple[str, bytes], list[PendingRequest]] = field(default_factory=dict)
+    commit_waits: list[CommitWait] = field(default_factory=list)
+    recovering: set[bytes] = field(default_factory=set)
+    # Set by the Store: wake the node at this physical time (a commit-wait ends).
+    on_wake_at: Callable[[int], None] = lambda until_ns: None
+    # Set by the Store: find out how transaction txn_id (anchored at key) was decided.
+    on_recover_txn: Callable[["Replica", bytes, bytes], None] = lambda replica, txn_id, anchor: None
 
     def __post_init__(self) -> None:
         self.started_ts = self.hlc.now()
@@ -149,12 +165,13 @@ class Replica:
     def wants_lease(self) -> bool:
         """Keep (or get) a lease only while someone uses the range: 1,000 idle ranges must
         not cost 1,000 lease renewals a second. The next request re-acquires it (one round)."""
-        if self.queued or self.waiting_writes or self.always_leased or self.sm.pending_meta:
+        if self.queued or self.waiting_writes or self.always_leased or self.sm.pending_meta or self.waiting_txn:
             return True
         return self.hlc.physical_now_ns() - self.last_active_ns < self.config.lease_idle_keep_ns
 
     def is_idle(self) -> bool:
-        busy = self.queued or self.waiting_writes or self.lease_attempt or self.group.transfer_target is not None
+        busy = (self.queued or self.waiting_writes or self.lease_attempt or self.group.transfer_target is not None
+                or self.waiting_txn or self.commit_waits or self.locks.txns or self.sm.txn.prepared)
         return not busy and self.group.quiesced
 
     def handle(self, pending: PendingRequest) -> None:
@@ -196,6 +213,8 @@ class Replica:
         if status is LeaseStatus.VALID:
             if isinstance(pending.request, (Get, Scan)):
                 return self._try_read(pending, now)
+            if isinstance(pending.request, TXN_REQUESTS):
+                return self._try_txn(pending, now, lease)
             if isinstance(pending.request, AdminSplit):
                 return self._try_admin_split(pending)
             return self._try_write(pending, now, lease)
@@ -243,7 +262,7 @@ class Replica:
 
     def _try_read(self, pending: PendingRequest, now: Timestamp) -> bool:
         request = pending.request
-        if self._span_latched(*request.keys_touched()):
+        if self._span_latched(*request.keys_touched()) or self._snapshot_blocked(*request.keys_touched(), now):
             return False
         if isinstance(request, Get):
             self.respond(pending.client, pending.request_id, {"value": self.sm.mvcc.get(request.key, now)})
@@ -265,6 +284,8 @@ class Replica:
         if not self.group.is_leader:
             return False  # Leaseholder without leadership: wait for it, or for the lease to move.
         request = pending.request
+        if self._lock_holders(None, WRITE, request.key, request.key + b"\x00"):
+            return False  # A plain write is the youngest of all: it waits for transactions' locks.
         command = _command_for(request, now, lease.sequence)
         try:
             self._propose(commands.encode_command(command))
@@ -419,6 +440,8 @@ class Replica:
             self._note_lease_applied(value)
         if result.op_id is not None:
             self._resolve_write(result)
+        elif result.kind in TXN_KINDS:
+            self._txn_applied(result, value)
         return result
 
     def _note_lease_applied(self, value: object) -> None:
@@ -470,6 +493,9 @@ class Replica:
             if isinstance(command, commands.RequestLease):
                 self.lease_attempt = None
                 continue
+            if isinstance(command, commands.TXN_COMMANDS):
+                self._txn_dropped(command)
+                continue
             for pending in self.waiting_writes.pop(command.op_id, []):
                 self._unlatch(pending)
                 self._fail(pending, Unavailable(
@@ -479,6 +505,7 @@ class Replica:
 
     def tick(self) -> None:
         self.expire_requests(self.hlc.physical_now_ns())
+        self.tick_txns(self.hlc.physical_now_ns())
         now = self.hlc.now()
         self.maintain_lease(now)
         self.serve_queued()
@@ -508,8 +535,31 @@ class Replica:
                 self.waiting_writes[op_id] = remaining
             else:
                 del self.waiting_writes[op_id]
+        self._expire_txn_waiters(physical_now_ns)
+
+    def _expire_txn_waiters(self, physical_now_ns: int) -> None:
+        for key in list(self.waiting_txn):
+            waiters = self.waiting_txn[key]
+            expired = [p for p in waiters if physical_now_ns >= p.deadline_ns]
+            for pending in expired:
+                self._fail(pending, AmbiguousResult(
+                    f"the {key[0]} of transaction {key[1].hex()[:8]} at range {self.range_id} was proposed but "
+                    f"did not apply in time; its outcome is unknown"))
+            remaining = [p for p in waiters if p not in expired]
+            if remaining:
+                self.waiting_txn[key] = remaining
+            else:
+                del self.waiting_txn[key]
+
+    def _txn_dropped(self, command) -> None:
+        txn_id = command.txn.txn_id if hasattr(command, "txn") else command.txn_id
+        self.locks.release(txn_id)
+        for key in [k for k in self.waiting_txn if k[1] == txn_id]:
+            for pending in self.waiting_txn.pop(key):
+                self._fail(pending, Unavailable(f"range {self.range_id} lost leadership before proposing; retry"))
 
     def fail_all(self, error: SpanliteError) -> None:
+        self.fail_txn_waiters(error)
         for pending in self.queued:
             self._fail(pending, error)
         self.queued = []

@@ -69,8 +69,14 @@ from ranges.commands import (
     Put,
     RequestLease,
     Split,
+    TXN_COMMANDS,
+    EndTxn,
+    OnePhaseCommit,
+    PrepareTxn,
+    ResolveTxn,
     decode_command,
 )
+from ranges.txn_state import TxnState
 from ranges.descriptor import RangeDescriptor, decode_meta_value, encode_meta_value
 from ranges.liveness import LivenessRecord, apply_heartbeat, apply_increment
 from ranges.keys import (
@@ -159,6 +165,8 @@ class RangeStateMachine:
         self._pending_meta: list | None = None  # Loaded lazily from the engine.
         self._load_applied_state()
         assert self._descriptor is not None, f"range {self._range_id} has no applied state in the engine"
+        self.txn = TxnState(engine, self._mvcc)
+        self.txn.load(self._descriptor)
 
     @staticmethod
     def initial_state(descriptor: RangeDescriptor) -> bytes:
@@ -237,6 +245,8 @@ class RangeStateMachine:
             self._maybe_collect_dedup(batch, index, cmd.lease.start)
             return 0, self._apply_lease(cmd)
         self._maybe_collect_dedup(batch, index, cmd.ts)
+        if isinstance(cmd, TXN_COMMANDS):
+            return self._apply_txn(batch, cmd)
         if isinstance(cmd, Split):
             return self._apply_split(batch, cmd)
         if isinstance(cmd, MetaAck):
@@ -303,6 +313,30 @@ class RangeStateMachine:
         self._record_dedup(batch, cmd.op_id, ts, ["increment", ts.encode(), new_value])
         return size_delta, ApplyResult(True, None, cmd.op_id, "increment", ts=ts, value=new_value)
 
+    # -- transactions (ranges.txn_state) -----------------------------------------------------
+
+    def _apply_txn(self, batch: WriteBatch, cmd) -> tuple[int, ApplyResult]:
+        kind = _TXN_KINDS[type(cmd)]
+        if isinstance(cmd, ResolveTxn):
+            # No lease check: resolving is idempotent and only follows a decision.
+            start, end = max(cmd.start, self._descriptor.start_key), min(cmd.end, self._descriptor.end_key)
+            if start >= end:
+                return 0, ApplyResult(True, None, None, kind, ts=cmd.ts, value=0)
+            clipped = ResolveTxn(cmd.txn_id, start, end, cmd.commit_ts, cmd.ts)
+            count, size = self.txn.resolve(batch, clipped)
+            return size, ApplyResult(True, None, None, kind, ts=cmd.ts, value=count)
+        if cmd.lease_sequence != self._lease.sequence:
+            return 0, ApplyResult(False, "lease changed", None, kind)
+        if not all(self._descriptor.contains(key) for key in _txn_command_keys(cmd)):
+            return 0, ApplyResult(False, "key outside the range", None, kind)
+        if isinstance(cmd, PrepareTxn):
+            self.txn.prepare(batch, cmd)
+            return 0, ApplyResult(True, None, None, kind, ts=cmd.ts)
+        if isinstance(cmd, OnePhaseCommit):
+            return self.txn.one_phase_commit(batch, cmd), ApplyResult(True, None, None, kind, ts=cmd.ts)
+        record = self.txn.end(batch, cmd)
+        return 0, ApplyResult(True, None, None, kind, ts=record.ts, value=record.encode())
+
     # -- node liveness (meta range only) ---------------------------------------------------
 
     def _apply_liveness(self, batch: WriteBatch, cmd: LivenessHeartbeat | IncrementEpoch) -> tuple[int, ApplyResult]:
@@ -354,6 +388,7 @@ class RangeStateMachine:
         # Meta must learn of this split; whoever holds this range's lease does it, even
         # after a crash of the node that proposed the split (docs/SHARDING.md).
         self._set_pending_meta(batch, self.pending_meta + [(old, left, right)])
+        self.txn.split(batch, cmd.split_key)  # Prepared locks right of the key now belong to the right range.
         self._descriptor = left
         assert left.end_key == right.start_key and left.generation == right.generation, "halves must abut"
         value = {"left": left.encode(), "right": right.encode()}
@@ -517,6 +552,7 @@ class RangeStateMachine:
             "mvcc": self._mvcc.export_span(d.start_key, d.end_key),
             "dedup": dedup,
             "pending_meta": [[o.encode(), l.encode(), r.encode()] for o, l, r in self.pending_meta],
+            "txn": self.txn.export(d),
         }
 
     def restore(self, index: int, snapshot: object) -> None:
@@ -524,8 +560,8 @@ class RangeStateMachine:
 
         Raises ValueError on a malformed snapshot (before touching the engine).
         """
-        if not isinstance(snapshot, dict) or set(snapshot) != _SNAPSHOT_FIELDS:
-            raise ValueError(f"a range snapshot is a dict with keys {sorted(_SNAPSHOT_FIELDS)}")
+        if not isinstance(snapshot, dict) or not _SNAPSHOT_FIELDS <= set(snapshot) <= _SNAPSHOT_FIELDS | {"txn"}:
+            raise ValueError(f"a range snapshot is a dict with keys {sorted(_SNAPSHOT_FIELDS)} (and 'txn')")
         applied_index, lease, descriptor = _decode_applied_state(
             {k: snapshot[k] for k in _STATE_FIELDS}
         )
@@ -534,6 +570,7 @@ class RangeStateMachine:
         if descriptor.range_id != self._range_id:
             raise ValueError(f"snapshot of range {descriptor.range_id} offered to range {self._range_id}")
         batch = self._restore_batch(descriptor, snapshot["mvcc"], snapshot["dedup"])
+        self.txn.restore_batch(batch, descriptor, snapshot.get("txn", {"locks": [], "records": []}))
         self._set_pending_meta(batch, _decode_pending_meta(snapshot["pending_meta"]))
         self._applied_index, self._lease, self._descriptor = applied_index, lease, descriptor
         self._append_applied_state(batch, applied_index)
@@ -598,6 +635,19 @@ def _decode_snapshot_dedup(item: object) -> tuple[bytes, int, list]:
         raise ValueError(f"a snapshot dedup record is [op_id, wall_ns, result], got {item!r:.80}")
     _decode_result(item[2])
     return item[0], item[1], item[2]
+
+
+_TXN_KINDS: dict[type, str] = {PrepareTxn: "prepare", OnePhaseCommit: "commit1pc", EndTxn: "end_txn",
+                               ResolveTxn: "resolve"}
+
+
+def _txn_command_keys(cmd) -> list[bytes]:
+    if isinstance(cmd, PrepareTxn):
+        # A read span may end past the range (a scan that continued elsewhere holds only this part).
+        return [lock.start for lock in cmd.locks]
+    if isinstance(cmd, OnePhaseCommit):
+        return [key for key, _ in cmd.writes]
+    return [cmd.anchor]
 
 
 def _decode_result(result: list) -> tuple[str, Timestamp, object]:

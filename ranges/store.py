@@ -17,6 +17,8 @@ timers and threads.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import heapq
 import logging
 import random
 from dataclasses import dataclass, field
@@ -49,6 +51,8 @@ from ranges.api import (
     Scan,
     SpanliteError,
     Status,
+    SPANNING_REQUESTS,
+    EndTxnRequest,
     decode_request,
 )
 from ranges.descriptor import RangeDescriptor, decode_meta_value
@@ -211,6 +215,7 @@ class Store:
         self._next_heartbeat_ns = 0
         self._epochs_ending: set[tuple[int, int]] = set()
         self._gossip_liveness = False
+        self._wakeups: list[tuple[int, int]] = []  # heap of (physical ns, 0): commit-waits ending
         for range_id in range_ids_on_store(engine):
             self._load_replica(range_id)
         self._reindex()
@@ -232,6 +237,8 @@ class Store:
         if self.config.epoch_leases:
             replica.liveness = self.liveness
             replica.on_epoch_expired = self._end_epoch
+        replica.on_wake_at = self._wake_at
+        replica.on_recover_txn = self._recover_txn
         replica.on_dirty = self._mark_dirty
         replica.always_leased = range_id == META_RANGE_ID
         self.replicas[range_id] = replica
@@ -463,9 +470,9 @@ class Store:
             self._respond(client, request_id, RangeKeyMismatch(
                 f"node {self.node_id} has no replica of the range holding {start!r}"))
             return
-        if isinstance(request, Scan):
-            end = min(end, replica.sm.descriptor.end_key)
-            pending.request = Scan(start, end, request.limit)
+        if isinstance(request, SPANNING_REQUESTS):
+            # Answered per range: the client continues at the answer's range_end.
+            pending.request = dataclasses.replace(request, end=min(end, replica.sm.descriptor.end_key))
         replica.handle(pending)
         self._mark_dirty(replica)
 
@@ -692,8 +699,48 @@ class Store:
 
     # ------------------------------------------------------------------ the cycle
 
+    # ------------------------------------------------------------------ timers and recovery
+
+    def _wake_at(self, physical_ns: int) -> None:
+        heapq.heappush(self._wakeups, (physical_ns, 0))
+
+    def next_wake_ns(self) -> int | None:
+        """When the driver should call `process()` again even with no input (a commit-wait
+        ends then), in physical ns; None when nothing is waiting."""
+        return self._wakeups[0][0] if self._wakeups else None
+
+    def _release_commit_waits(self) -> None:
+        now_ns = self.hlc.physical_now_ns()
+        if not self._wakeups or self._wakeups[0][0] > now_ns:
+            return
+        while self._wakeups and self._wakeups[0][0] <= now_ns:
+            heapq.heappop(self._wakeups)
+        for replica in self.replicas.values():
+            if replica.commit_waits:
+                replica.release_commit_waits(now_ns)
+
+    def _recover_txn(self, replica: Replica, txn_id: bytes, anchor: bytes) -> None:
+        """Ask the anchor's range how txn_id was decided; it records an abort, once, if it
+        was not (ranges.replica_txn). Then resolve the locks here accordingly."""
+        home = self._replica_for(anchor)
+        replicas = home.sm.descriptor.replicas if home is not None else self.identity.meta_replicas
+        request = EndTxnRequest(txn_id, anchor, False, Timestamp(0, 0))
+
+        def decided(result: Any) -> None:
+            if isinstance(result, SpanliteError):
+                replica.recovering.discard(txn_id)  # Try again on a later tick.
+                return
+            commit_ts = Timestamp.decode(result["commit_ts"]) if result.get("committed") else None
+            log.info("node %d: recovered transaction %s at range %d: %s", self.node_id, txn_id.hex()[:8],
+                     replica.range_id, "committed" if commit_ts else "aborted")
+            replica.propose_recovery_resolve(txn_id, commit_ts)
+            self._mark_dirty(replica)
+
+        self.router.call(request, tuple(replicas), decided, self.hlc.physical_now_ns(), SPLIT_TIMEOUT_NS)
+
     def process(self) -> Output:
         """Persist, send, apply, advance; repeat while applying produced more work."""
+        self._release_commit_waits()
         for _ in range(MAX_PROCESS_ROUNDS):
             if not self._process_round():
                 break

@@ -212,6 +212,7 @@ class World:
         self._queue: list = []
         self._seq = 0
         self.skew_ns: dict[int, int] = {i: 0 for i in range(1, config.nodes + 1)}
+        self._wake_at: dict[int, tuple] = {}
         self.blocked: set[tuple[int, int]] = set()
         self.history = History()
         self.observers = observers or []
@@ -348,6 +349,17 @@ class World:
             self._send_frame(node_id, to_node, frame)
         for client, attempt, result in output.responses:
             self._send_response(node_id, client, attempt, result)
+        self._schedule_wake(node_id, incarnation)
+
+    def _schedule_wake(self, node_id: int, incarnation: int) -> None:
+        """The Store asked to run again at a physical time (a commit-wait ends)."""
+        store = self.nodes[node_id].store
+        wake_ns = store.next_wake_ns()
+        if wake_ns is None or self._wake_at.get(node_id, (None,))[0] == wake_ns:
+            return
+        self._wake_at[node_id] = (wake_ns,)
+        delay = max(0, wake_ns - store.hlc.physical_now_ns())
+        self.schedule(delay, lambda: self._schedule_process(node_id) if self.nodes[node_id].incarnation == incarnation else None)
 
     # ------------------------------------------------------------------ network
 
