@@ -39,11 +39,19 @@ from ranges.api import (
     SpanliteError,
     Status,
     Unavailable,
+    ReadAt,
+    TxnRead,
+    ResolveTxnRequest,
+    EndTxnRequest,
+    PrepareTxnRequest,
     decode_error,
     encode_request,
 )
-from ranges.descriptor import RangeDescriptor
+from clock.timestamp import Timestamp
+from ranges import keys
+from ranges.descriptor import RangeDescriptor, decode_meta_value
 from ranges.keys import KEY_MAX, validate_key, validate_split_key, validate_value
+from txn.transaction import RETRY_ATTEMPTS_DEFAULT, Transaction, run_transaction
 
 log = logging.getLogger("spanlite.client")
 
@@ -214,6 +222,7 @@ class Client:
         self._dial_locks: dict[str, trio.Lock] = {}
         self._leaseholder: str | None = None  # For keys of ranges we have no hint for.
         self._hints = LeaseholderHints()
+        self._ranges = RangeCache()
         self._rotation = random.randrange(len(addresses))
 
     # ------------------------------------------------------------------ public API
@@ -280,7 +289,57 @@ class Client:
 
     # ------------------------------------------------------------------ routing and retries
 
-    async def _request(self, request: Request) -> object:
+    # ------------------------------------------------------------------ transactions
+
+    def transaction(self, *, priority: int | None = None) -> "_TransactionScope":
+        """`async with db.transaction() as txn:` commits on normal exit, aborts on an exception."""
+        return _TransactionScope(Transaction(self, priority=priority))
+
+    async def run_transaction(self, fn, *, max_attempts: int = RETRY_ATTEMPTS_DEFAULT):
+        """Run `await fn(txn)` in a transaction and commit it, retrying retryable aborts."""
+        return await run_transaction(self, fn, max_attempts=max_attempts)
+
+    async def read_at(self, start: bytes, end: bytes, ts: Timestamp | None = None,
+                      limit: int | None = None) -> tuple[list[tuple[bytes, bytes]], Timestamp]:
+        """A lock-free snapshot read of `[start, end)` at `ts` (None: now, chosen by the first
+        range's leaseholder and used for every range), across ranges. Returns (rows, ts)."""
+        end = min(end, KEY_MAX)
+        rows: list[tuple[bytes, bytes]] = []
+        while start < end and (limit is None or len(rows) < limit):
+            want = None if limit is None else limit - len(rows)
+            result = await self._request(ReadAt(start, end, want, ts))
+            ts = Timestamp.decode(result["ts"])
+            rows.extend((k, v) for k, v in result["rows"])
+            start = result["range_end"]
+        return rows, ts if ts is not None else Timestamp(0, 0)
+
+    # The transaction's Sender interface (txn.transaction.Sender).
+
+    async def send(self, request: Request, *, retry_mismatch: bool = True, retry_ambiguous: bool = True) -> object:
+        return await self._request(request, retry_mismatch=retry_mismatch, retry_ambiguous=retry_ambiguous)
+
+    async def descriptor_for(self, key: bytes) -> RangeDescriptor:
+        """The descriptor of the range holding `key`, from the range cache or the meta range."""
+        cached = self._ranges.lookup(key)
+        if cached is not None:
+            return cached
+        start, end = keys.meta_span()
+        result = await self._request(Scan(keys.meta_lookup_start(key), end, 1))
+        if not result["rows"]:
+            raise Unavailable(f"the meta range has no entry for key {key[:16]!r}")
+        descriptor = decode_meta_value(result["rows"][0][1])
+        self._ranges.add(descriptor)
+        return descriptor
+
+    def forget_descriptor(self, key: bytes) -> None:
+        self._ranges.forget(key)
+
+    def spawn(self, async_fn, *args) -> None:
+        self._nursery.start_soon(async_fn, *args)
+
+    # ------------------------------------------------------------------ routing and retries
+
+    async def _request(self, request: Request, *, retry_mismatch: bool = True, retry_ambiguous: bool = True) -> object:
         deadline = trio.current_time() + self.timeout_s
         backoff = BACKOFF_MIN_S
         last_error: SpanliteError | None = None
@@ -307,6 +366,9 @@ class Client:
                 else:
                     self._forget(request, address)
             except (Unavailable, NotInitialized, RangeKeyMismatch, AmbiguousResult) as e:
+                if (isinstance(e, RangeKeyMismatch) and not retry_mismatch) or (
+                        isinstance(e, AmbiguousResult) and not retry_ambiguous):
+                    raise
                 last_error = e
                 self._forget(request, address)
             except trio.TooSlowError:
@@ -401,9 +463,65 @@ class LeaseholderHints:
 
 
 def _routing_key(request: Request) -> bytes | None:
-    if isinstance(request, Scan):
+    if isinstance(request, (Scan, ReadAt, TxnRead, ResolveTxnRequest)):
         return request.start
+    if isinstance(request, EndTxnRequest):
+        return request.anchor
+    if isinstance(request, PrepareTxnRequest):
+        return request.keys_touched()[0]
     return getattr(request, "key", None)
+
+
+class RangeCache:
+    """Range descriptors the client has looked up, by start key (bounded)."""
+
+    ENTRIES_MAX = 100_000
+
+    def __init__(self) -> None:
+        self._starts: list[bytes] = []
+        self._descriptors: list[RangeDescriptor] = []
+
+    def lookup(self, key: bytes) -> RangeDescriptor | None:
+        i = bisect.bisect_right(self._starts, key) - 1
+        if i >= 0 and self._descriptors[i].contains(key):
+            return self._descriptors[i]
+        return None
+
+    def add(self, descriptor: RangeDescriptor) -> None:
+        self._remove_overlapping(descriptor.start_key, descriptor.end_key)
+        if len(self._starts) >= self.ENTRIES_MAX:
+            self._starts.clear()
+            self._descriptors.clear()
+        i = bisect.bisect_left(self._starts, descriptor.start_key)
+        self._starts.insert(i, descriptor.start_key)
+        self._descriptors.insert(i, descriptor)
+
+    def forget(self, key: bytes) -> None:
+        i = bisect.bisect_right(self._starts, key) - 1
+        if i >= 0 and self._descriptors[i].contains(key):
+            del self._starts[i]
+            del self._descriptors[i]
+
+    def _remove_overlapping(self, start: bytes, end: bytes) -> None:
+        keep = [(s, d) for s, d in zip(self._starts, self._descriptors) if d.end_key <= start or s >= end]
+        self._starts = [s for s, _ in keep]
+        self._descriptors = [d for _, d in keep]
+
+
+class _TransactionScope:
+    def __init__(self, txn: Transaction) -> None:
+        self.txn = txn
+
+    async def __aenter__(self) -> Transaction:
+        return self.txn
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            await self.txn.commit()
+        else:
+            with trio.CancelScope(shield=True):
+                await self.txn.abort()
+        return False
 
 
 def _op_id() -> bytes:
