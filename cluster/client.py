@@ -18,6 +18,7 @@ import bisect
 import logging
 import os
 import random
+import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -336,6 +337,20 @@ class Client:
 
     def spawn(self, async_fn, *args) -> None:
         self._nursery.start_soon(async_fn, *args)
+
+    async def gather(self, awaitables) -> None:
+        async def run(awaitable) -> None:
+            await awaitable
+
+        async with trio.open_nursery() as nursery:
+            for awaitable in awaitables:
+                nursery.start_soon(run, awaitable)
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    def now_ns(self) -> int:
+        return time.time_ns()
 
     # ------------------------------------------------------------------ routing and retries
 

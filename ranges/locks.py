@@ -155,13 +155,13 @@ class LockTable:
         for txn_id, state in self.txns.items():
             if txn_id == me or txn_id in found:
                 continue
-            for lock in state.reserved:
-                if conflicts(kind, lock.kind) and overlaps(start, end, lock.start, lock.end):
-                    found[txn_id] = Holder(state.txn, True)
-                    break
-            else:
-                if kind == WRITE and any(overlaps(start, end, s, e) for s, e in state.read_spans):
-                    found[txn_id] = Holder(state.txn, False)
+            reserved = any(conflicts(kind, lock.kind) and overlaps(start, end, lock.start, lock.end)
+                           for lock in state.reserved)
+            read = kind == WRITE and any(overlaps(start, end, s, e) for s, e in state.read_spans)
+            if reserved or read:
+                # A transaction whose prepare (or one-phase commit) is in flight counts as
+                # prepared for all its locks: wounding it now could not stop its commit.
+                found[txn_id] = Holder(state.txn, bool(state.reserved))
         return list(found.values())
 
     def may_proceed(self, txn: TxnMeta | None, holders: list[Holder]) -> bool:

@@ -144,6 +144,8 @@ class Replica(TxnServing):
     waiting_txn: dict[tuple[str, bytes], list[PendingRequest]] = field(default_factory=dict)
     commit_waits: list[CommitWait] = field(default_factory=list)
     recovering: set[bytes] = field(default_factory=set)
+    # Committed transaction writes still in their commit-wait: (until physical ns, commit_ts, keys).
+    unwaited: list[tuple[int, Timestamp, list[bytes]]] = field(default_factory=list)
     # Set by the Store: wake the node at this physical time (a commit-wait ends).
     on_wake_at: Callable[[int], None] = lambda until_ns: None
     # Set by the Store: find out how transaction txn_id (anchored at key) was decided.

@@ -75,11 +75,32 @@ class TxnServing:
         return self.locks.holders(txn, kind, start, end, self._prepared_for_conflicts())
 
     def _snapshot_blocked(self, start: bytes, end: bytes, ts: Timestamp) -> bool:
-        """A snapshot read at `ts` waits for prepared writes that may commit at or below it."""
+        """A read at `ts` waits for prepared writes that may commit at or below it, and for
+        committed writes at or below it whose commit-wait is not over (`_unwaited_blocks`)."""
+        if self._unwaited_blocks(start, end, ts):
+            return True
         if BUG_READ_IGNORES_PREPARED in self.bugs:
             return False
         locks = self.sm.txn.prepared + self.locks.reserved_locks()
         return prepared_writes_blocking(locks, start, end, ts)
+
+    def _unwaited_blocks(self, start: bytes, end: bytes, ts: Timestamp) -> bool:
+        """Spanner's rule: nobody sees a transaction's writes before its commit-wait is over
+        (TT.after(commit_ts)). Otherwise a reader could see a write whose commit timestamp is
+        still ahead of another node's clock, and a later snapshot at that clock would not:
+        a real-time violation, though no one acknowledged the write yet."""
+        if not self.unwaited:
+            return False
+        now_ns = self.hlc.physical_now_ns()
+        self.unwaited = [u for u in self.unwaited if u[0] > now_ns]
+        return any(commit_ts <= ts and any(start <= key < end for key in written)
+                   for _, commit_ts, written in self.unwaited)
+
+    def _note_unwaited(self, commit_ts: Timestamp, written: list[bytes]) -> None:
+        until_ns = self._commit_wait_until(commit_ts)
+        if written and BUG_SKIP_COMMIT_WAIT not in self.bugs and until_ns > self.hlc.physical_now_ns():
+            self.unwaited.append((until_ns, commit_ts, written))
+            self.on_wake_at(until_ns)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -121,7 +142,7 @@ class TxnServing:
         holders = self._lock_holders(request.txn, READ, request.start, request.end)
         if not self.locks.may_proceed(request.txn, holders):
             return False  # Wait for an older or prepared writer.
-        if self._span_latched(request.start, request.end):
+        if self._span_latched(request.start, request.end) or self._unwaited_blocks(request.start, request.end, now):
             return False
         rows = self.sm.mvcc.scan(request.start, request.end, now, request.limit)
         # Lock what was read: all of the span, or up to the last row when the limit cut it.
@@ -243,6 +264,10 @@ class TxnServing:
     def _txn_applied(self, result, value: object) -> None:
         command = commands.decode_command(value)
         txn_id = command.txn.txn_id if hasattr(command, "txn") else command.txn_id
+        if result.ok and isinstance(command, commands.OnePhaseCommit):
+            self._note_unwaited(command.ts, [key for key, _ in command.writes])
+        elif result.ok and isinstance(command, commands.ResolveTxn) and command.commit_ts is not None:
+            self._note_unwaited(command.commit_ts, list(result.written or ()))
         self.locks.release(txn_id)  # Reservations and read locks: now replicated, resolved or gone.
         waiters = self.waiting_txn.pop((result.kind, txn_id), [])
         for pending in waiters:

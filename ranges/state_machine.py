@@ -130,6 +130,8 @@ class ApplyResult:
     value: object = None
     # Set by an applied Split: the new right-hand range, whose replica the Store must create.
     new_range: RangeDescriptor | None = None
+    # Set by an applied ResolveTxn: the keys whose writes it applied.
+    written: list[bytes] | None = None
 
 
 class RangeStateMachine:
@@ -323,8 +325,8 @@ class RangeStateMachine:
             if start >= end:
                 return 0, ApplyResult(True, None, None, kind, ts=cmd.ts, value=0)
             clipped = ResolveTxn(cmd.txn_id, start, end, cmd.commit_ts, cmd.ts)
-            count, size = self.txn.resolve(batch, clipped)
-            return size, ApplyResult(True, None, None, kind, ts=cmd.ts, value=count)
+            count, size, written = self.txn.resolve(batch, clipped)
+            return size, ApplyResult(True, None, None, kind, ts=cmd.ts, value=count, written=written)
         if cmd.lease_sequence != self._lease.sequence:
             return 0, ApplyResult(False, "lease changed", None, kind)
         if not all(self._descriptor.contains(key) for key in _txn_command_keys(cmd)):

@@ -718,6 +718,9 @@ class Store:
         for replica in self.replicas.values():
             if replica.commit_waits:
                 replica.release_commit_waits(now_ns)
+            if replica.unwaited and replica.queued:
+                replica.serve_queued()  # Reads held back by a commit-wait that just ended.
+                self._mark_dirty(replica)
 
     def _recover_txn(self, replica: Replica, txn_id: bytes, anchor: bytes) -> None:
         """Ask the anchor's range how txn_id was decided; it records an abort, once, if it

@@ -95,18 +95,20 @@ class TxnState:
         raw = self._engine.get(txn_record_key(anchor, txn_id))
         return None if raw is None else TxnRecord.decode(cbor2.loads(raw))
 
-    def resolve(self, batch: WriteBatch, cmd: ResolveTxn) -> tuple[int, int]:
-        """`(locks resolved, size delta)`."""
+    def resolve(self, batch: WriteBatch, cmd: ResolveTxn) -> tuple[int, int, list[bytes]]:
+        """`(locks resolved, size delta, keys written)`."""
         mine = [lock for lock in self.prepared
                 if lock.txn.txn_id == cmd.txn_id and cmd.start <= lock.start < cmd.end]
         size = 0
+        written = []
         for lock in mine:
             batch.append((lock_key(lock.start, lock.txn.txn_id), None))
             if cmd.commit_ts is not None and lock.kind == WRITE:
                 size += self._write(batch, lock.start, lock.value, cmd.commit_ts)
+                written.append(lock.start)
         gone = {id(lock) for lock in mine}
         self.prepared = [lock for lock in self.prepared if id(lock) not in gone]
-        return len(mine), size
+        return len(mine), size, written
 
     def _write(self, batch: WriteBatch, key: bytes, value: bytes | None, ts: Timestamp) -> int:
         if value is None:

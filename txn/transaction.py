@@ -29,8 +29,6 @@ import random
 import time
 from typing import Any, Awaitable, Callable, Protocol
 
-import trio
-
 from clock.timestamp import Timestamp
 from ranges.api import (
     AmbiguousResult,
@@ -68,11 +66,19 @@ class Sender(Protocol):
 
     def spawn(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
 
+    async def gather(self, awaitables: list[Awaitable[Any]]) -> None:
+        """Run them concurrently (or one after another: both are correct, one is faster)."""
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def now_ns(self) -> int:
+        """Wall-clock ns for a new transaction's priority (any roughly synchronized clock)."""
+
 
 class Transaction:
     def __init__(self, sender: Sender, *, priority: int | None = None) -> None:
         self._sender = sender
-        self.meta = TxnMeta(os.urandom(16), time.time_ns() if priority is None else priority)
+        self.meta = TxnMeta(_txn_id(sender), sender.now_ns() if priority is None else priority)
         self._writes: dict[bytes, bytes | None] = {}
         self._read_spans: list[tuple[bytes, bytes]] = []
         self._state = "open"
@@ -204,9 +210,7 @@ class Transaction:
             except SpanliteError as e:
                 failures.append(e)
 
-        async with trio.open_nursery() as nursery:
-            for participant in groups.values():
-                nursery.start_soon(prepare, participant)
+        await self._sender.gather([prepare(participant) for participant in groups.values()])
         if failures:
             self._state = "aborted"
             await self._decide_abort(anchor)
@@ -284,7 +288,7 @@ async def run_transaction(sender: Sender, fn: Callable[[Transaction], Awaitable[
     wins its conflicts (wound-wait). Returns what `fn` returned."""
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    priority = time.time_ns()
+    priority = sender.now_ns()
     backoff = RETRY_BACKOFF_MIN_S
     last: SpanliteError | None = None
     for _ in range(max_attempts):
@@ -298,7 +302,17 @@ async def run_transaction(sender: Sender, fn: Callable[[Transaction], Awaitable[
             if not e.retryable or isinstance(e, AmbiguousResult):
                 raise
             last = e
-        await trio.sleep(backoff * (0.5 + random.random()))
+        await sender.sleep(backoff * (0.5 + _rng(sender).random()))
         backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
     assert last is not None
     raise TxnAborted(f"gave up after {max_attempts} attempts; last error: {last.message}", attempts=max_attempts)
+
+
+def _txn_id(sender: Sender) -> bytes:
+    """Random, unless the sender supplies ids (the simulator: seeded, so a run replays)."""
+    make = getattr(sender, "new_txn_id", None)
+    return make() if make is not None else os.urandom(16)
+
+
+def _rng(sender: Sender) -> random.Random:
+    return getattr(sender, "rng", None) or random.Random()

@@ -207,3 +207,23 @@ class MetaChecker:
             if error is not None:
                 return Violation("meta agrees with the replicas", f"node {node_id} after healing: {error}")
         return None
+
+
+def check_transactions(world) -> Violation | None:
+    """The transactional workload's invariants: bank totals, or Elle's strict serializability
+    over the list-append history; and the final snapshot read after healing succeeded."""
+    from cluster.sim.elle import check_list_append
+
+    workload = world.config.txn_workload
+    if not workload:
+        return None
+    if world.bank.violation is not None:
+        return Violation("bank total conserved", world.bank.violation)
+    if workload == "append":
+        result = check_list_append(world.txn_history)
+        if not result.valid:
+            return Violation("strict serializability (list-append)", result.summary())
+    final = [c for c in world.txn_clients if c.final]
+    if final and not final[0].finished:
+        return Violation("recovery", f"after healing, the final {workload} snapshot read did not succeed")
+    return None

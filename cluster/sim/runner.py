@@ -23,11 +23,13 @@ from cluster.sim.checkers import (
     Violation,
     check_final_reads,
     check_linearizable,
+    check_transactions,
 )
 from cluster.sim.world import MS, SECOND, SimConfig, World
 
 KNOWN_BUGS = ("ack-before-fsync", "accept-lower-ballot", "lease-without-stasis", "skip-reproposal",
-              "split-drops-rhs-write", "epoch-increment-early")
+              "split-drops-rhs-write", "epoch-increment-early", "skip-commit-wait",
+              "release-locks-before-commit-record", "read-ignores-prepared")
 
 
 @dataclass
@@ -59,6 +61,7 @@ def config_for_seed(seed: int, bug: str | None, nodes: int | None = None) -> Sim
     # Short liveness records expire within one partition, so epoch leases change hands
     # under faults (the default 3 s outlasts most of the schedule's partitions).
     config.liveness_duration_ns = rng.choice((750 * MS, 1500 * MS, 3000 * MS))
+    config.txn_workload = rng.choice(("bank", "append", "append"))
     return config
 
 
@@ -190,7 +193,7 @@ def run_seed(seed: int, bug: str | None = None, nodes: int | None = None) -> See
         # An impossible state inside a node: the node would stop. A checker in its own right.
         violation = Violation("node assertion", f"at t={world.now_ns}ns: {e}\n{traceback.format_exc(limit=6)}")
         return SeedResult(seed, violation, len(world.history), dict(world.faults_injected), 0)
-    violation = (chosen.violation or accepted.violation or leases.violation or check_linearizable(world)
+    violation = (chosen.violation or accepted.violation or leases.violation or check_transactions(world) or check_linearizable(world)
                  or check_final_reads(world) or meta.check_final(world))
     digest = zlib.crc32("\n".join(world.trace).encode() + world.history.to_jsonl().encode())
     return SeedResult(seed, violation, len(world.history), dict(world.faults_injected), digest, world.splits_done)

@@ -45,6 +45,8 @@ from ranges.api import (
 )
 from ranges.replica import ReplicaConfig
 from ranges.store import Identity, Store, StoreConfig, bootstrap_store
+from cluster.sim import elle
+from cluster.sim.txn_workloads import BankChecker, TxnClient
 
 MS = 1_000_000
 SECOND = 1_000_000_000
@@ -71,6 +73,9 @@ class SimConfig:
     bugs: frozenset[str] = frozenset()
     split_rate: float = 0.03
     split_threshold_bytes: int = 64 << 20
+    # Transactional workload beside the register clients: "bank", "append" or "" (none).
+    txn_workload: str = ""
+    txn_clients: int = 3
 
 
 class SimPhysicalClock:
@@ -221,6 +226,11 @@ class World:
         self.trace: list[str] = []
         self.faults_injected: dict[str, int] = {}
         self.splits_done = 0
+        self.txn_clients: list = []
+        self.txn_history: list = []  # cluster.sim.elle.Txn, for the append workload
+        self.bank = BankChecker()
+        self._attempt_ids = 0
+        self._append_values = 0
         self._bootstrap()
 
     # ------------------------------------------------------------------ events
@@ -437,6 +447,24 @@ class World:
         self.clients = [SimClient(self, i) for i in range(self.config.clients)]
         for client in self.clients:
             self.schedule(self.rng.randrange(50 * MS, 300 * MS), client.start_next)
+        if self.config.txn_workload:
+            first = 100  # process ids of transactional clients, apart from the register clients'
+            self.txn_clients = [TxnClient(self, first + i, self.config.txn_workload)
+                                for i in range(self.config.txn_clients)]
+            for client in self.txn_clients:
+                self.schedule(self.rng.randrange(50 * MS, 300 * MS), client.start_next)
+
+    def next_attempt_id(self) -> int:
+        self._attempt_ids += 1
+        return self._attempt_ids
+
+    def next_append_value(self) -> int:
+        self._append_values += 1
+        return self._append_values
+
+    def record_txn(self, process: int, ops: list, status: str, invoke_ns: int) -> None:
+        complete = None if status == "info" else self.now_ns
+        self.txn_history.append(elle.Txn(len(self.txn_history) + 1, process, ops, status, invoke_ns, complete))
 
     def start_final_reads(self) -> None:
         """After healing: one client reads every key, which checks no acknowledged write was lost."""
@@ -444,3 +472,8 @@ class World:
         reader.final_keys = [b"k%d" % i for i in range(self.config.keys)]
         self.clients.append(reader)
         reader.start_next()
+        if self.config.txn_workload:
+            final = TxnClient(self, 99, self.config.txn_workload)
+            final.final = True
+            self.txn_clients.append(final)
+            final.start_next()
