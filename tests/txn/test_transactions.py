@@ -99,3 +99,89 @@ async def test_concurrent_transfers_conserve_the_total():
             rows, _ = await db.read_at(b"acct", b"acct99")
             assert sum(int(v) for _, v in rows) == 800
             assert totals and all(total == 800 for total in totals), totals
+
+
+async def test_external_consistency_under_clock_skew():
+    """T1 acknowledged before T2 starts => T2.commit_ts > T1.commit_ts, with node clocks
+    skewed within max offset (one node 45 ms ahead, one 45 ms behind, max offset 100 ms)."""
+    async with EmbeddedCluster(nodes=3, max_offset_ns=100_000_000) as cluster:
+        cluster.skew(0, 45_000_000)
+        cluster.skew(1, -45_000_000)
+        async with cluster.client() as db:
+            for key in (b"g", b"n", b"t"):
+                await db.admin_split(key)
+            await trio.sleep(2.5)  # Let the lease balancer spread the leases over the nodes.
+            keys = [b"c", b"h", b"p", b"w"]
+            previous = None
+            for i in range(24):
+                async with db.transaction() as txn:
+                    txn.put(keys[i % 4], b"%d" % i)
+                    if i % 3:
+                        txn.put(keys[(i + 1) % 4], b"%d" % i)  # two ranges: two-phase commit
+                assert txn.commit_ts is not None
+                if previous is not None:
+                    assert txn.commit_ts > previous, f"transaction {i} committed at {txn.commit_ts}, before {previous}"
+                previous = txn.commit_ts
+
+
+async def test_bank_total_holds_while_nodes_are_killed_and_restarted():
+    """Concurrent cross-range transfers while a node at a time is killed and restarted
+    (disk stores): no transaction is half-applied, the total never changes."""
+    import random
+
+    accounts = [b"acct%02d" % i for i in range(6)]
+    async with EmbeddedCluster(nodes=3, store="disk") as cluster:
+        async with cluster.client(timeout_s=30) as db:
+            for key in (b"acct02", b"acct04"):
+                await db.admin_split(key)
+            for key in accounts:
+                await db.put(key, b"100")
+            stop = trio.Event()
+
+            async def transfer(txn, src, dst, amount):
+                a = int(await txn.get(src))
+                b = int(await txn.get(dst))
+                txn.put(src, str(a - amount).encode())
+                txn.put(dst, str(b + amount).encode())
+
+            async def worker(seed):
+                rng = random.Random(seed)
+                while not stop.is_set():
+                    src, dst = rng.sample(accounts, 2)
+                    try:
+                        await db.run_transaction(lambda txn: transfer(txn, src, dst, rng.randrange(1, 20)),
+                                                 max_attempts=4)
+                    except Exception:  # noqa: BLE001 - aborted or unknown: the totals judge it
+                        await trio.sleep(0.05)
+
+            totals = []
+
+            async def auditor():
+                while not stop.is_set():
+                    try:
+                        rows, _ = await db.read_at(b"acct", b"acct99")
+                        totals.append(sum(int(v) for _, v in rows))
+                    except Exception:  # noqa: BLE001 - unavailable during a kill
+                        pass
+                    await trio.sleep(0.05)
+
+            async with trio.open_nursery() as nursery:
+                for seed in range(4):
+                    nursery.start_soon(worker, seed)
+                nursery.start_soon(auditor)
+                for victim in (2, 0):
+                    await trio.sleep(1.5)
+                    cluster.kill(victim)
+                    await trio.sleep(2.0)
+                    await cluster.restart(victim)
+                await trio.sleep(2.0)
+                stop.set()
+            with trio.fail_after(30):
+                while True:  # Recovery resolves whatever was left prepared.
+                    try:
+                        rows, _ = await db.read_at(b"acct", b"acct99")
+                        break
+                    except Exception:  # noqa: BLE001
+                        await trio.sleep(0.2)
+            assert sum(int(v) for _, v in rows) == 600
+            assert totals and all(total == 600 for total in totals), totals
