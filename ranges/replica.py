@@ -148,6 +148,9 @@ class Replica(TxnServing):
     unwaited: list[tuple[int, Timestamp, list[bytes]]] = field(default_factory=list)
     # Set by the Store: wake the node at this physical time (a commit-wait ends).
     on_wake_at: Callable[[int], None] = lambda until_ns: None
+    # Set by the Store: False while this node's clock is too far from the cluster's
+    # (ranges.clock_monitor): then it neither serves nor takes leases.
+    clock_ok: Callable[[], bool] = lambda: True
     # Set by the Store: find out how transaction txn_id (anchored at key) was decided.
     on_recover_txn: Callable[["Replica", bytes, bytes], None] = lambda replica, txn_id, anchor: None
 
@@ -240,6 +243,8 @@ class Replica(TxnServing):
         status = lease_status(lease, self.node_id, now, self.hlc.max_offset_ns, self._liveness_lookup())
         if status is LeaseStatus.VALID and not self.lease_usable:
             return LeaseStatus.STASIS  # Held from before a restart: renew before serving.
+        if status is LeaseStatus.VALID and not self.clock_ok():
+            return LeaseStatus.STASIS  # Our clock is off: serving could break lease disjointness.
         if status is LeaseStatus.VALID and lease.sequence == self.transferred_sequence:
             return LeaseStatus.STASIS  # Being handed to another node: never serve under it again.
         if "lease-without-stasis" in self.bugs and status is LeaseStatus.STASIS:
@@ -402,6 +407,8 @@ class Replica(TxnServing):
 
     def _wanted_lease(self, lease: Lease, now: Timestamp) -> Lease | None:
         """The lease to propose now, or None when nothing needs doing."""
+        if not self.clock_ok():
+            return None
         epoch = self._live_epoch(now)
         ends = self._lease_end(lease)
         if lease.holder == self.node_id:

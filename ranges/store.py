@@ -57,6 +57,7 @@ from ranges.api import (
 )
 from ranges.descriptor import RangeDescriptor, decode_meta_value
 from ranges.replica import PendingRequest, Replica, ReplicaConfig
+from ranges.clock_monitor import ClockMonitor
 from ranges.internal import InternalRouter
 from ranges.liveness import (
     DEFAULT_HEARTBEAT_INTERVAL_NS,
@@ -216,6 +217,9 @@ class Store:
         self._epochs_ending: set[tuple[int, int]] = set()
         self._gossip_liveness = False
         self._wakeups: list[tuple[int, int]] = []  # heap of (physical ns, 0): commit-waits ending
+        self.clock = ClockMonitor(self.node_id, hlc.max_offset_ns, len(identity.nodes))
+        self._clock_echoes: dict[int, list[int]] = {}  # peer -> [its probe time, our time]: to send
+        self._clock_probe = False
         for range_id in range_ids_on_store(engine):
             self._load_replica(range_id)
         self._reindex()
@@ -238,6 +242,7 @@ class Store:
             replica.liveness = self.liveness
             replica.on_epoch_expired = self._end_epoch
         replica.on_wake_at = self._wake_at
+        replica.clock_ok = lambda: self.clock.serving
         replica.on_recover_txn = self._recover_txn
         replica.on_dirty = self._mark_dirty
         replica.always_leased = range_id == META_RANGE_ID
@@ -263,8 +268,8 @@ class Store:
         if self._ticks % self.config.liveness_ping_ticks == 0:
             self._ping_peers()
         now_ns = self.hlc.physical_now_ns()
-        if self.config.epoch_leases:
-            self._maybe_heartbeat(now_ns)
+        if self.config.epoch_leases and self.clock.serving:
+            self._maybe_heartbeat(now_ns)  # (A node whose clock is off lets its leases expire.)
         self.router.tick(now_ns)
         slow_tick = self._ticks % QUIESCED_TICK_EVERY == 0
         # Idle quiesced replicas are visited only on slow ticks: 1,000 idle ranges must not
@@ -303,7 +308,11 @@ class Store:
         for node_id in self.identity.nodes:
             if node_id != self.node_id:
                 self._outbound.setdefault(node_id, [])
-        self._gossip_liveness = True  # The ping frames carry our liveness record.
+        self._gossip_liveness = True  # The ping frames carry our liveness record...
+        self._clock_probe = True  # ...and our physical time, which the peer echoes (ranges.clock_monitor).
+        line = self.clock.check(self.hlc.physical_now_ns())
+        if line is not None:
+            (log.error if not self.clock.serving else log.warning)(line)
 
     # ------------------------------------------------------------------ node liveness
 
@@ -366,6 +375,7 @@ class Store:
         self.last_heard_ns[from_node] = self.hlc.physical_now_ns()
         if "lv" in frame:
             self._learn_gossiped_liveness(from_node, frame["lv"])
+        self._note_clock_fields(from_node, frame)
         for raw in frame["m"]:
             self._step_message(from_node, raw)
         snapshot_asks = frame.get("ns")
@@ -378,6 +388,15 @@ class Store:
             for item in responses:
                 if isinstance(item, list) and len(item) == 2:
                     self.router.on_response(from_node, item[0], item[1])
+
+    def _note_clock_fields(self, from_node: int, frame: dict) -> None:
+        probe, echo = frame.get("ck"), frame.get("ca")
+        now_ns = self.hlc.physical_now_ns()
+        if isinstance(probe, int) and not isinstance(probe, bool):
+            self._clock_echoes[from_node] = [probe, now_ns]
+            self._outbound.setdefault(from_node, [])  # Answer it in the next cycle's frame.
+        if isinstance(echo, list) and len(echo) == 2 and all(isinstance(x, int) for x in echo):
+            self.clock.echo_received(from_node, echo[0], echo[1], now_ns)
 
     def _learn_gossiped_liveness(self, from_node: int, raw: object) -> None:
         try:
@@ -819,12 +838,18 @@ class Store:
             return {}
         ts = self.hlc.now().encode()
         own = self.liveness.own() if self._gossip_liveness else None
-        self._gossip_liveness = False
+        probe = self.hlc.physical_now_ns() if self._clock_probe else None
+        self._gossip_liveness = self._clock_probe = False
+        echoes, self._clock_echoes = self._clock_echoes, {}
         frames: dict[int, dict] = {}
         for to in sorted(set(self._outbound) | set(self._outbound_rq) | set(self._outbound_rs) | set(self._outbound_ns)):
             frame = {"ts": ts, "m": self._outbound.get(to, [])}
             if own is not None:
                 frame["lv"] = own.encode()
+            if probe is not None:
+                frame["ck"] = probe
+            if to in echoes:
+                frame["ca"] = echoes[to]
             if to in self._outbound_ns:
                 frame["ns"] = self._outbound_ns[to]
             if to in self._outbound_rq:
@@ -845,7 +870,13 @@ class Store:
         for node_id, address in sorted(self.identity.nodes.items()):
             heard = self.last_heard_ns.get(node_id)
             live = node_id == self.node_id or (heard is not None and now_ns - heard < window)
-            nodes.append({"node_id": node_id, "address": address, "live": live})
+            entry = {"node_id": node_id, "address": address, "live": live}
+            sample = self.clock.samples.get(node_id)
+            if sample is not None:
+                entry["clock_offset_ms"] = round(sample.offset_ns / 1e6, 3)
+            if node_id == self.node_id:
+                entry["clock_ok"] = self.clock.serving
+            nodes.append(entry)
         ranges = []
         for replica in sorted(self.replicas.values(), key=lambda r: r.sm.descriptor.start_key):
             d = replica.sm.descriptor

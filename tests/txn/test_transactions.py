@@ -185,3 +185,20 @@ async def test_bank_total_holds_while_nodes_are_killed_and_restarted():
                         await trio.sleep(0.2)
             assert sum(int(v) for _, v in rows) == 600
             assert totals and all(total == 600 for total in totals), totals
+
+
+async def test_node_with_a_clock_too_far_off_stops_serving_and_the_cluster_carries_on():
+    async with EmbeddedCluster(nodes=3, max_offset_ns=100_000_000) as cluster:
+        async with cluster.client(timeout_s=20) as db:
+            await db.put(b"x", b"1")
+            cluster.skew(0, 90_000_000)  # beyond 80% of max offset from both other nodes
+            with trio.fail_after(10):
+                while cluster.nodes[0].store.clock.serving:
+                    await trio.sleep(0.1)
+            assert cluster.nodes[1].store.clock.serving and cluster.nodes[2].store.clock.serving
+            await db.put(b"x", b"2")  # served by the others (node 0's leases expire)
+            assert await db.get(b"x") == b"2"
+            cluster.skew(0, 0)
+            with trio.fail_after(10):
+                while not cluster.nodes[0].store.clock.serving:
+                    await trio.sleep(0.1)
