@@ -52,7 +52,7 @@ from clock.timestamp import Timestamp
 from ranges import keys
 from ranges.descriptor import RangeDescriptor, decode_meta_value
 from ranges.keys import KEY_MAX, validate_key, validate_split_key, validate_value
-from txn.transaction import RETRY_ATTEMPTS_DEFAULT, Transaction, run_transaction
+from txn.transaction import RETRY_ATTEMPTS_DEFAULT, ReadOnlyTransaction, Transaction, run_transaction
 
 log = logging.getLogger("spanlite.client")
 
@@ -296,6 +296,10 @@ class Client:
         """`async with db.transaction() as txn:` commits on normal exit, aborts on an exception."""
         return _TransactionScope(Transaction(self, priority=priority))
 
+    def read_only(self, *, ts: Timestamp | None = None) -> "_ReadOnlyScope":
+        """`async with db.read_only() as snap:` lock-free reads of one snapshot (`snap.ts`)."""
+        return _ReadOnlyScope(ReadOnlyTransaction(self, ts))
+
     async def run_transaction(self, fn, *, max_attempts: int = RETRY_ATTEMPTS_DEFAULT):
         """Run `await fn(txn)` in a transaction and commit it, retrying retryable aborts."""
         return await run_transaction(self, fn, max_attempts=max_attempts)
@@ -521,6 +525,17 @@ class RangeCache:
         keep = [(s, d) for s, d in zip(self._starts, self._descriptors) if d.end_key <= start or s >= end]
         self._starts = [s for s, _ in keep]
         self._descriptors = [d for _, d in keep]
+
+
+class _ReadOnlyScope:
+    def __init__(self, snapshot: ReadOnlyTransaction) -> None:
+        self.snapshot = snapshot
+
+    async def __aenter__(self) -> ReadOnlyTransaction:
+        return self.snapshot
+
+    async def __aexit__(self, *exc) -> bool:
+        return False
 
 
 class _TransactionScope:

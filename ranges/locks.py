@@ -164,14 +164,14 @@ class LockTable:
                 found[txn_id] = Holder(state.txn, bool(state.reserved))
         return list(found.values())
 
-    def may_proceed(self, txn: TxnMeta | None, holders: list[Holder]) -> bool:
+    def may_proceed(self, txn: TxnMeta | None, holders: list[Holder], key: bytes = b"") -> bool:
         """Wound-wait: True once nothing blocks `txn` (wounding younger unprepared holders)."""
         if not holders:
             return True
         if txn is None or any(h.prepared or not txn.older_than(h.txn) for h in holders):
             return False  # Wait: for prepared holders, for older ones; plain writes always wait.
         for holder in holders:
-            self.wound(holder.txn.txn_id, f"wounded by the older transaction {txn.short()}")
+            self.wound(holder.txn.txn_id, f"wounded by the older transaction {txn.short()} over key {key[:32]!r}")
         return True
 
     def wound(self, txn_id: bytes, why: str) -> None:

@@ -140,7 +140,7 @@ class TxnServing:
         if self._answer_if_wounded(pending, request.txn):
             return True
         holders = self._lock_holders(request.txn, READ, request.start, request.end)
-        if not self.locks.may_proceed(request.txn, holders):
+        if not self.locks.may_proceed(request.txn, holders, request.start):
             return False  # Wait for an older or prepared writer.
         if self._span_latched(request.start, request.end) or self._unwaited_blocks(request.start, request.end, now):
             return False
@@ -177,7 +177,7 @@ class TxnServing:
                 f"or they expired); retry the transaction", txn=txn.txn_id.hex(), range_id=self.range_id))
             return True
         for key, _ in request.writes:
-            if not self.locks.may_proceed(txn, self._lock_holders(txn, WRITE, key, key + b"\x00")):
+            if not self.locks.may_proceed(txn, self._lock_holders(txn, WRITE, key, key + b"\x00"), key):
                 return False
         if not self.group.is_leader:
             return False

@@ -37,6 +37,7 @@ from ranges.api import (
     RangeKeyMismatch,
     ResolveTxnRequest,
     SpanliteError,
+    ReadAt,
     TxnAborted,
     TxnRead,
 )
@@ -316,3 +317,35 @@ def _txn_id(sender: Sender) -> bytes:
 
 def _rng(sender: Sender) -> random.Random:
     return getattr(sender, "rng", None) or random.Random()
+
+
+class ReadOnlyTransaction:
+    """Lock-free reads of one consistent snapshot: every read is at the timestamp the first
+    one chose (the first leaseholder's `now`), or at `ts` if given. Waits only for prepared
+    writes that could still commit at or below it; never conflicts with writers.
+
+        async with db.read_only() as snap:
+            a, b = await snap.get(b"acct/1"), await snap.get(b"acct/2")
+    """
+
+    def __init__(self, sender: Sender, ts: Timestamp | None = None) -> None:
+        self._sender = sender
+        self.ts = ts
+
+    async def get(self, key: bytes) -> bytes | None:
+        validate_user_key(key)
+        rows = await self.scan(key, key + b"\x00")
+        return rows[0][1] if rows else None
+
+    async def scan(self, start: bytes, end: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        if limit is not None and limit <= 0:
+            raise ValueError("scan limit must be positive")
+        end = min(end, KEY_MAX)
+        rows: list[tuple[bytes, bytes]] = []
+        while start < end and (limit is None or len(rows) < limit):
+            want = None if limit is None else limit - len(rows)
+            result = await self._sender.send(ReadAt(start, end, want, self.ts))
+            self.ts = Timestamp.decode(result["ts"])
+            rows.extend((k, v) for k, v in result["rows"])
+            start = result["range_end"]
+        return rows

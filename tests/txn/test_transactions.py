@@ -202,3 +202,18 @@ async def test_node_with_a_clock_too_far_off_stops_serving_and_the_cluster_carri
             with trio.fail_after(10):
                 while not cluster.nodes[0].store.clock.serving:
                     await trio.sleep(0.1)
+
+
+async def test_read_only_transaction_reads_one_snapshot_across_ranges(spanlite_cluster):
+    async with spanlite_cluster.client() as db:
+        await db.admin_split(b"m")
+        await db.put(b"a", b"1")
+        await db.put(b"z", b"1")
+        async with db.read_only() as snap:
+            assert await snap.get(b"a") == b"1"
+            first_ts = snap.ts
+            await db.put(b"z", b"2")  # after the snapshot's timestamp: not in it
+            assert await snap.get(b"z") == b"1"
+            assert snap.ts == first_ts
+        async with db.read_only() as later:
+            assert await later.get(b"z") == b"2"
