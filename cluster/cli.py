@@ -23,6 +23,7 @@ import trio
 
 from clock.settings import DEFAULT_MAX_OFFSET_NS, format_duration, parse_duration
 from bench.cli import add_bench_parser, cmd_bench
+from cluster.sim.bugs import KNOWN_BUGS as SIM_BUGS
 from ranges.api import SpanliteError
 
 
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="the deterministic simulator")
     sim.add_argument("--seeds", type=int, default=100)
     sim.add_argument("--seed-start", type=int, default=0)
-    sim.add_argument("--inject-bug", default=None, metavar="NAME")
+    sim.add_argument("--inject-bug", default=None, metavar="NAME",
+                     help="plant a bug the checkers must catch: " + ", ".join(SIM_BUGS))
     sim.add_argument("--nodes", type=int, default=None, help="3 or 5 (default: chosen per seed)")
     sim.add_argument("--steps", type=int, default=None, help="events per seed")
     sim.add_argument("--verbose", action="store_true")
