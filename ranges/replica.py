@@ -373,6 +373,9 @@ class Replica(TxnServing):
         out, or upgrade it to an epoch lease; re-assert our lease after a restart."""
         if not self.group.is_leader:
             return
+        if not self.clock_ok():
+            self._hand_leadership_away()
+            return
         attempt = self.lease_attempt
         if attempt is not None and self.hlc.physical_now_ns() < attempt.deadline_ns:
             return  # One lease request in flight at a time.
@@ -391,6 +394,14 @@ class Replica(TxnServing):
             return
         deadline = self.hlc.physical_now_ns() + self.config.lease_request_timeout_ns
         self.lease_attempt = _LeaseAttempt(wanted.sequence, deadline)
+
+    def _hand_leadership_away(self) -> None:
+        """Our clock is off and we must not hold leases; as Paxos leader we would also stop
+        anyone else from taking them (only the leader proposes a lease). Step aside."""
+        peers = [n for n in self.sm.descriptor.replicas if n != self.node_id]
+        if peers:
+            self.group.transfer_leadership(peers[self.range_id % len(peers)])  # Idempotent while running.
+            self.on_dirty(self)
 
     def _hand_leadership_to_holder(self, lease: Lease, now: Timestamp) -> bool:
         """Leadership follows the lease (as in CockroachDB). An epoch lease does not expire
