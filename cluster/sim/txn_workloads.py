@@ -103,8 +103,13 @@ class SimSender:
         CoroutineDriver(self.world, self, async_fn(*args), None).start()
 
     async def gather(self, awaitables) -> None:
-        for awaitable in awaitables:  # One at a time: correct, and simpler to replay.
-            await awaitable
+        pending = list(awaitables)
+        try:
+            while pending:  # One at a time: correct, and simpler to replay.
+                await pending.pop(0)
+        finally:
+            for awaitable in pending:  # The run ended mid-commit: no "never awaited" warnings.
+                awaitable.close()
 
     async def sleep(self, seconds: float) -> None:
         await _Sleep(int(seconds * 1e9))
