@@ -169,6 +169,9 @@ class RangeStateMachine:
         assert self._descriptor is not None, f"range {self._range_id} has no applied state in the engine"
         self.txn = TxnState(engine, self._mvcc)
         self.txn.load(self._descriptor)
+        # Set by the Store: takes (range_id, batch) instead of writing each entry's batch
+        # itself. The Store must write it before anything reads this range's keys again.
+        self.write_sink = None
 
     @staticmethod
     def initial_state(descriptor: RangeDescriptor) -> bytes:
@@ -230,7 +233,10 @@ class RangeStateMachine:
         batch: WriteBatch = []
         size_delta, result = self._apply_entry(batch, index, value)
         self._append_applied_state(batch, index)
-        self._engine.write(batch, sync=False)
+        if self.write_sink is not None:
+            self.write_sink(self._range_id, batch)  # The Store writes a cycle's applies at once.
+        else:
+            self._engine.write(batch, sync=False)
         self._applied_index = index
         if self._size_bytes is not None:
             self._size_bytes += size_delta
