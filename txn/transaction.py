@@ -303,6 +303,9 @@ async def run_transaction(sender: Sender, fn: Callable[[Transaction], Awaitable[
             if not e.retryable or isinstance(e, AmbiguousResult):
                 raise
             last = e
+        except Exception:
+            await txn.abort()  # The caller's own error: release the locks, then let it through.
+            raise
         await sender.sleep(backoff * (0.5 + _rng(sender).random()))
         backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
     assert last is not None
