@@ -1,0 +1,260 @@
+"""A SQL session: statements run in transactions over the ranges (docs/SQL.md).
+
+Outside BEGIN..COMMIT each statement is its own transaction, run with `run_transaction`
+(a retryable conflict is retried automatically). Inside a block, statements share one
+transaction; after an error the block is *failed* (25P02) until ROLLBACK, as in PostgreSQL,
+and a retryable abort at COMMIT is reported as 40001 with a hint to retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+
+from ranges.api import SpanliteError
+from sql_lite_front import catalog, parser
+from sql_lite_front.catalog import Column, TableDescriptor
+from sql_lite_front.errors import SqlError
+from sql_lite_front.evaluator import coerce, evaluate
+from sql_lite_front.rows import (
+    backfill_index,
+    delete_row,
+    get_row,
+    new_rowid,
+    row_key,
+    whole_table_span,
+    write_row,
+)
+from sql_lite_front.select import run_select, source_rows
+from txn.transaction import Transaction
+
+
+@dataclass
+class Result:
+    status: str  # the command tag, as psql prints it: "INSERT 0 3", "SELECT 2", "CREATE TABLE"
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)
+
+
+class Session:
+    def __init__(self, db) -> None:
+        self.db = db
+        self.txn: Transaction | None = None
+        self.failed = False
+
+    @property
+    def transaction_state(self) -> str:
+        """'idle', 'open' or 'failed' (the shell's prompt shows it)."""
+        if self.txn is None:
+            return "idle"
+        return "failed" if self.failed else "open"
+
+    async def execute(self, sql: str) -> list[Result]:
+        """Run every statement of `sql`; raises SqlError at the first failing one."""
+        results = []
+        for statement in parser.parse(sql):
+            results.append(await self.execute_statement(statement))
+        return results
+
+    async def execute_statement(self, statement) -> Result:
+        if isinstance(statement, parser.Begin):
+            return self._begin()
+        if isinstance(statement, parser.Commit):
+            return await self._commit()
+        if isinstance(statement, parser.Rollback):
+            return await self._rollback()
+        if self.txn is None:
+            return await self._autocommit(statement)
+        if self.failed:
+            raise SqlError("current transaction is aborted, commands ignored until end of transaction block",
+                           "25P02", hint="ROLLBACK to end it")
+        try:
+            return await run_statement(self.db, self.txn, statement)
+        except (SqlError, SpanliteError):
+            self.failed = True
+            raise
+
+    def _begin(self) -> Result:
+        if self.txn is None:
+            self.txn = self.db.transaction().txn
+            self.failed = False
+        return Result("BEGIN")
+
+    async def _commit(self) -> Result:
+        txn, failed = self.txn, self.failed
+        self.txn, self.failed = None, False
+        if txn is None:
+            return Result("COMMIT")  # PostgreSQL warns "there is no transaction in progress"
+        if failed:
+            await txn.abort()
+            return Result("ROLLBACK")
+        try:
+            await txn.commit()
+        except SpanliteError as e:
+            raise _as_sql_error(e) from None
+        return Result("COMMIT")
+
+    async def _rollback(self) -> Result:
+        txn, self.txn, self.failed = self.txn, None, False
+        if txn is not None:
+            await txn.abort()
+        return Result("ROLLBACK")
+
+    async def _autocommit(self, statement) -> Result:
+        try:
+            return await self.db.run_transaction(lambda txn: run_statement(self.db, txn, statement))
+        except SpanliteError as e:
+            raise _as_sql_error(e) from None
+
+
+def _as_sql_error(error: SpanliteError) -> SqlError:
+    if error.retryable:
+        return SqlError(f"restart transaction: {error.message}", "40001",
+                        hint="the transaction conflicted with another one; retry it")
+    return SqlError(error.message, "XX000")
+
+
+# ---------------------------------------------------------------------------------------
+# statements
+
+
+async def run_statement(db, txn, statement) -> Result:
+    handler = _HANDLERS.get(type(statement))
+    if handler is None:
+        raise SqlError(f"{type(statement).__name__} is not supported yet", "0A000")
+    return await handler(db, txn, statement)
+
+
+async def _create_table(db, txn, s: parser.CreateTable) -> Result:
+    columns = [Column(c.name, c.type, c.not_null or c.name in (s.primary_key or ()),
+                      None if c.default_expr is None else c.default_expr.sql(dialect="postgres"), c.max_length)
+               for c in s.columns]
+    await catalog.create_table(txn, s.name, columns, list(s.primary_key) if s.primary_key else None, s.if_not_exists)
+    return Result("CREATE TABLE")
+
+
+async def _drop_table(db, txn, s: parser.DropTable) -> Result:
+    table = await catalog.drop_table(txn, s.name, s.if_exists)
+    if table is not None:
+        start, end = whole_table_span(table)
+        for key, _ in await txn.scan(start, end):
+            txn.delete(key)
+    return Result("DROP TABLE")
+
+
+async def _create_index(db, txn, s: parser.CreateIndex) -> Result:
+    table = await catalog.require_table(txn, s.table)
+    name = s.name or f"{s.table}_{'_'.join(s.columns)}_idx"
+    if any(i.name == name for i in table.indexes) and s.if_not_exists:
+        return Result("CREATE INDEX")
+    table = await catalog.add_index(txn, table, name, list(s.columns), s.unique)
+    await backfill_index(txn, table, table.indexes[-1])
+    return Result("CREATE INDEX")
+
+
+async def _insert(db, txn, s: parser.Insert) -> Result:
+    table = await catalog.require_table(txn, s.table)
+    names = list(s.columns) if s.columns else [c.name for c in table.visible_columns()]
+    for name in names:
+        table.column(name)  # 42703 for an unknown column
+    if s.rows is None:
+        _, selected = await run_select(txn, s.select)
+        value_rows = [list(row) for row in selected]
+    else:
+        value_rows = [[None if _is_default(e) else evaluate(e, {}) for e in row] for row in s.rows]
+    inserted = 0
+    for values in value_rows:
+        if len(values) != len(names):
+            raise SqlError(f"INSERT has {'more' if len(values) > len(names) else 'fewer'} expressions than target columns",
+                           "42601")
+        row = _complete_row(table, dict(zip(names, values)))
+        inserted += await _insert_row(txn, table, row, s.on_conflict)
+    return Result(f"INSERT 0 {inserted}")
+
+
+def _is_default(expr) -> bool:
+    return isinstance(expr, exp.Var) and expr.name.upper() == "DEFAULT"
+
+
+def _complete_row(table: TableDescriptor, given: dict) -> dict:
+    row = {}
+    for column in table.columns:
+        if column.name in given and given[column.name] is not None:
+            value = coerce(given[column.name], column.type, column.name, column.max_length)
+        elif column.name in given:
+            value = None
+        elif column.hidden:
+            value = new_rowid()
+        elif column.default_sql is not None:
+            value = coerce(evaluate(sqlglot.parse_one(column.default_sql, read="postgres"), {}), column.type,
+                           column.name, column.max_length)
+        else:
+            value = None
+        if value is None and column.not_null:
+            raise SqlError(f'null value in column "{column.name}" of relation "{table.name}" violates not-null '
+                           f"constraint", "23502")
+        row[column.name] = value
+    return row
+
+
+async def _insert_row(txn, table: TableDescriptor, row: dict, on_conflict: str | None) -> int:
+    existing = await get_row(txn, table, [row[c] for c in table.primary_key])
+    if existing is not None and on_conflict == "nothing":
+        return 0
+    if existing is not None and on_conflict != "upsert":
+        key = ", ".join(table.primary_key)
+        raise SqlError(f'duplicate key value violates unique constraint "{table.name}_pkey"', "23505",
+                       hint=f"Key ({key})=({', '.join(repr(row[c]) for c in table.primary_key)}) already exists.")
+    await write_row(txn, table, row, existing)
+    return 1
+
+
+async def _update(db, txn, s: parser.Update) -> Result:
+    table = await catalog.require_table(txn, s.table)
+    rows = await source_rows(txn, table, table.name, s.where)
+    for row in rows:
+        new = {c.name: row[c.name] for c in table.columns}
+        for assignment in s.assignments:
+            column = table.column(assignment.column)
+            value = evaluate(assignment.expr, row)
+            new[column.name] = None if value is None else coerce(value, column.type, column.name, column.max_length)
+            if new[column.name] is None and column.not_null:
+                raise SqlError(f'null value in column "{column.name}" of relation "{table.name}" violates '
+                               f"not-null constraint", "23502")
+        old = {c.name: row[c.name] for c in table.columns}
+        if row_key(table, new) != row_key(table, old) and await get_row(txn, table, [new[c] for c in table.primary_key]):
+            raise SqlError(f'duplicate key value violates unique constraint "{table.name}_pkey"', "23505")
+        await write_row(txn, table, new, old)
+    return Result(f"UPDATE {len(rows)}")
+
+
+async def _delete(db, txn, s: parser.Delete) -> Result:
+    table = await catalog.require_table(txn, s.table)
+    rows = await source_rows(txn, table, table.name, s.where)
+    for row in rows:
+        await delete_row(txn, table, {c.name: row[c.name] for c in table.columns})
+    return Result(f"DELETE {len(rows)}")
+
+
+async def _select(db, txn, s: parser.Select) -> Result:
+    columns, rows = await run_select(txn, s)
+    return Result(f"SELECT {len(rows)}", columns, rows)
+
+
+async def _show_tables(db, txn, s: parser.ShowTables) -> Result:
+    tables = await catalog.list_tables(txn)
+    return Result(f"SELECT {len(tables)}", ["table_name"], [(t.name,) for t in tables])
+
+
+_HANDLERS = {
+    parser.CreateTable: _create_table,
+    parser.DropTable: _drop_table,
+    parser.CreateIndex: _create_index,
+    parser.Insert: _insert,
+    parser.Update: _update,
+    parser.Delete: _delete,
+    parser.Select: _select,
+    parser.ShowTables: _show_tables,
+}

@@ -1,0 +1,82 @@
+"""SQL sessions over an embedded cluster: statements, transactions, errors (PostgreSQL's)."""
+
+import pytest
+
+from sql_lite_front.errors import SqlError
+from sql_lite_front.executor import Session
+
+
+async def run(session, sql):
+    results = await session.execute(sql)
+    return results[-1]
+
+
+async def test_create_insert_select_update_delete(spanlite_cluster):
+    async with spanlite_cluster.client() as db:
+        s = Session(db)
+        await run(s, "CREATE TABLE users (id INT PRIMARY KEY, name TEXT NOT NULL, age INT DEFAULT 30)")
+        assert (await run(s, "INSERT INTO users (id, name, age) VALUES (1, 'ann', 41), (2, 'bob', NULL)")).status == "INSERT 0 2"
+        await run(s, "INSERT INTO users (id, name) VALUES (3, 'cy')")
+        result = await run(s, "SELECT id, name, age FROM users ORDER BY id")
+        assert result.columns == ["id", "name", "age"]
+        assert result.rows == [(1, "ann", 41), (2, "bob", None), (3, "cy", 30)]
+        assert (await run(s, "SELECT name FROM users WHERE id = 2")).rows == [("bob",)]
+        assert (await run(s, "SELECT COUNT(*), MAX(age) FROM users WHERE age IS NOT NULL")).rows == [(2, 41)]
+        assert (await run(s, "UPDATE users SET age = age + 1 WHERE name LIKE '%n%'")).status == "UPDATE 1"
+        assert (await run(s, "SELECT age FROM users WHERE id = 1")).rows == [(42,)]
+        assert (await run(s, "DELETE FROM users WHERE age < 40")).status == "DELETE 1"
+        assert (await run(s, "SELECT id FROM users ORDER BY id DESC LIMIT 5")).rows == [(2,), (1,)]
+
+
+async def test_errors_carry_postgres_sqlstates(spanlite_cluster):
+    async with spanlite_cluster.client() as db:
+        s = Session(db)
+        await run(s, "CREATE TABLE t (k INT PRIMARY KEY, v TEXT NOT NULL)")
+        await run(s, "INSERT INTO t VALUES (1, 'a')")
+        for sql, code in [("INSERT INTO t VALUES (1, 'b')", "23505"),
+                          ("INSERT INTO t VALUES (2, NULL)", "23502"),
+                          ("SELECT * FROM nope", "42P01"),
+                          ("SELECT nope FROM t", "42703"),
+                          ("SELECT 1 / 0", "22012"),
+                          ("SELEC 1", "42601")]:
+            with pytest.raises(SqlError) as e:
+                await run(s, sql)
+            assert e.value.sqlstate == code, sql
+        assert (await run(s, "INSERT INTO t VALUES (1, 'b') ON CONFLICT DO NOTHING")).status == "INSERT 0 0"
+        assert (await run(s, "UPSERT INTO t VALUES (1, 'b')")).status == "INSERT 0 1"
+        assert (await run(s, "SELECT v FROM t")).rows == [("b",)]
+
+
+async def test_transaction_blocks_commit_rollback_and_fail_like_postgres(spanlite_cluster):
+    async with spanlite_cluster.client() as db:
+        s = Session(db)
+        await run(s, "CREATE TABLE t (k INT PRIMARY KEY, v INT)")
+        await s.execute("BEGIN; INSERT INTO t VALUES (1, 10); INSERT INTO t VALUES (2, 20); COMMIT")
+        await s.execute("BEGIN; UPDATE t SET v = 0; ROLLBACK")
+        assert (await run(s, "SELECT SUM(v) FROM t")).rows == [(30,)]
+        await run(s, "BEGIN")
+        with pytest.raises(SqlError):
+            await run(s, "INSERT INTO t VALUES (1, 1)")
+        assert s.transaction_state == "failed"
+        with pytest.raises(SqlError) as e:
+            await run(s, "SELECT 1")
+        assert e.value.sqlstate == "25P02"
+        assert (await run(s, "COMMIT")).status == "ROLLBACK"
+        assert s.transaction_state == "idle"
+
+
+async def test_indexes_joins_and_group_by(spanlite_cluster):
+    async with spanlite_cluster.client() as db:
+        s = Session(db)
+        await s.execute("CREATE TABLE emp (id INT PRIMARY KEY, dept INT, name TEXT);"
+                        "CREATE TABLE dept (id INT PRIMARY KEY, title TEXT);"
+                        "INSERT INTO dept VALUES (1, 'eng'), (2, 'ops');"
+                        "INSERT INTO emp VALUES (1, 1, 'a'), (2, 1, 'b'), (3, 2, 'c')")
+        await run(s, "CREATE UNIQUE INDEX emp_name ON emp (name)")
+        with pytest.raises(SqlError) as e:
+            await run(s, "INSERT INTO emp VALUES (4, 2, 'a')")
+        assert e.value.sqlstate == "23505"
+        result = await run(s, "SELECT d.title, COUNT(*) FROM emp e JOIN dept d ON e.dept = d.id "
+                              "GROUP BY d.title ORDER BY d.title")
+        assert result.rows == [("eng", 2), ("ops", 1)]
+        assert (await run(s, "SHOW TABLES")).rows == [("dept",), ("emp",)]
