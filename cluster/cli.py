@@ -4,6 +4,7 @@
     spanlite init --host HOST:PORT
     spanlite kv --host HOST:PORT[,...] put KEY VALUE | get KEY | del KEY | scan START END [--limit N]
     spanlite status --host HOST:PORT [--json]
+    spanlite sql --host HOST:PORT [-e STATEMENTS] [--format table|csv|json]
     spanlite demo [--nodes N]
     spanlite sim --seeds N [--seed-start S] [--inject-bug NAME]
 
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="an embedded cluster in this process, with a shell")
     demo.add_argument("--nodes", type=int, default=3)
+
+    sql = sub.add_parser("sql", help="run SQL: -e STATEMENTS, statements on standard input, or a shell")
+    sql.add_argument("--host", required=True, type=_addresses, metavar="HOST:PORT[,...]")
+    sql.add_argument("-e", "--execute", metavar="STATEMENTS", help="run these statements and exit")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     sim = sub.add_parser("sim", help="the deterministic simulator")
     sim.add_argument("--seeds", type=int, default=100)
@@ -318,7 +324,29 @@ def cmd_sim(args) -> int:
     return run_seeds(args)
 
 
+def cmd_sql(args) -> int:
+    from cluster.client import connect
+    from sql_lite_front.executor import Session
+    from sql_lite_front.shell import interactive, run_script
+
+    def err(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    async def run() -> int:
+        async with connect(args.host) as db:
+            session = Session(db)
+            if args.execute is not None:
+                return await run_script(session, args.execute, args.format, print, err)
+            if not sys.stdin.isatty():
+                return await run_script(session, sys.stdin.read(), args.format, print, err)
+            await interactive(session, args.format)
+            return 0
+
+    return 1 if trio.run(run) else 0
+
+
 COMMANDS = {
+    "sql": cmd_sql,
     "start": cmd_start,
     "init": cmd_init,
     "kv": cmd_kv,

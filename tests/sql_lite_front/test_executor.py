@@ -80,3 +80,20 @@ async def test_indexes_joins_and_group_by(spanlite_cluster):
                               "GROUP BY d.title ORDER BY d.title")
         assert result.rows == [("eng", 2), ("ops", 1)]
         assert (await run(s, "SHOW TABLES")).rows == [("dept",), ("emp",)]
+
+
+async def test_scripts_go_on_after_errors_and_render_as_psql_csv_and_json(spanlite_cluster):
+    from sql_lite_front.output import render
+    from sql_lite_front.shell import run_script
+
+    async with spanlite_cluster.client() as db:
+        s = Session(db)
+        out, err = [], []
+        errors = await run_script(s, "CREATE TABLE t (k INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');"
+                                     "INSERT INTO t VALUES (1, 'dup'); INSERT INTO t VALUES (2, NULL);"
+                                     "SELECT * FROM t ORDER BY k", "table", out.append, err.append)
+        assert errors == 1 and "23505" in err[0]
+        assert out[-1] == " k | v\n---+---\n 1 | a\n 2 |\n(2 rows)"
+        result = (await s.execute("SELECT k, v FROM t ORDER BY k"))[0]
+        assert render(result, "csv") == "k,v\n1,a\n2,"
+        assert render(result, "json") == '{"k": 1, "v": "a"}\n{"k": 2, "v": null}'
