@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
-from ranges.api import SpanliteError
+from ranges.api import BadRequest, SpanliteError
 from sql_lite_front import catalog, parser
 from sql_lite_front.catalog import Column, TableDescriptor
+from sql_lite_front.encoding import encode_key, pretty_key
 from sql_lite_front.errors import SqlError
 from sql_lite_front.evaluator import coerce, evaluate
 from sql_lite_front.rows import (
@@ -24,10 +25,11 @@ from sql_lite_front.rows import (
     get_row,
     new_rowid,
     row_key,
+    table_span,
     whole_table_span,
     write_row,
 )
-from sql_lite_front.select import run_select, source_rows
+from sql_lite_front.select import plan_access, run_select, source_rows
 from txn.transaction import Transaction
 
 
@@ -248,7 +250,83 @@ async def _show_tables(db, txn, s: parser.ShowTables) -> Result:
     return Result(f"SELECT {len(tables)}", ["table_name"], [(t.name,) for t in tables])
 
 
+async def _show_ranges(db, txn, s: parser.ShowRanges) -> Result:
+    tables = await catalog.list_tables(txn)
+    names = {t.table_id: t.name for t in tables}
+    ranges = (await db.status())["ranges"]
+    if s.table is not None:
+        table = await catalog.require_table(txn, s.table)
+        start, end = whole_table_span(table)
+        ranges = [r for r in ranges if r["start_key"] < end and start < r["end_key"]]
+    rows = [(r["range_id"], _pretty(r["start_key"], names), _pretty(r["end_key"], names),
+             "{" + ",".join(str(n) for n in r["replicas"]) + "}", r["leaseholder"]) for r in ranges]
+    return Result(f"SELECT {len(rows)}", ["range_id", "start_key", "end_key", "replicas", "leaseholder"], rows)
+
+
+def _pretty(key: bytes, names: dict[int, str]) -> str:
+    """A range boundary as `/table/index/values`, with the table's name where it is known."""
+    text = pretty_key(key)
+    head, _, rest = text[1:].partition("/")
+    if head.isdigit() and int(head) in names:
+        return f"/{names[int(head)]}" + (f"/{rest}" if rest else "")
+    return text
+
+
+async def _split_at(db, txn, s: parser.AlterTableSplitAt) -> Result:
+    table = await catalog.require_table(txn, s.table)
+    types = table.key_types()
+    rows = []
+    for values_exprs in s.rows:
+        if len(values_exprs) > len(types):
+            raise SqlError(f"too many values to split at: the primary key of {table.name} has {len(types)} columns",
+                           "42601")
+        values = [coerce(evaluate(e, {}), t, name) for e, t, name in zip(values_exprs, types, table.primary_key)]
+        key = encode_key(table.table_id, catalog.PRIMARY_INDEX_ID, values, types=types[:len(values)])
+        try:
+            await db.admin_split(key)
+        except BadRequest as e:
+            if "boundary" not in e.message:
+                raise SqlError(e.message, "22023") from None  # Already split there: nothing to do.
+        rows.append((_pretty(key, {table.table_id: table.name}),))
+    return Result(f"SELECT {len(rows)}", ["split_key"], rows)
+
+
+async def _explain(db, txn, s: parser.Explain) -> Result:
+    statement = s.statement
+    name = statement.from_table.name if isinstance(statement, parser.Select) and statement.from_table else \
+        getattr(statement, "table", None)
+    if name is None:
+        return Result("EXPLAIN", ["info"], [("no table: evaluate the expressions",)])
+    table = await catalog.require_table(txn, name)
+    where = getattr(statement, "where", None)
+    joins = statement.joins if isinstance(statement, parser.Select) else ()
+    plan = plan_access(table, None if joins else where)
+    lines = [f"{type(statement).__name__.lower()}: {plan.describe()}"]
+    lines += [f"nested loop join with {j.table.name} (full scan)" for j in joins]
+    if plan.access == "point lookup":
+        key = encode_key(table.table_id, catalog.PRIMARY_INDEX_ID, plan.key_values, types=table.key_types())
+        db.forget_descriptor(key)  # EXPLAIN reports the ranges as they are now, not as cached
+        touched = [(await db.descriptor_for(key)).range_id]
+    else:
+        touched = await _ranges_of_span(db, *table_span(table))
+    lines.append(f"ranges: {', '.join(f'r{r}' for r in touched)}")
+    return Result("EXPLAIN", ["info"], [(line,) for line in lines])
+
+
+async def _ranges_of_span(db, start: bytes, end: bytes) -> list[int]:
+    touched = []
+    while start < end:
+        db.forget_descriptor(start)
+        descriptor = await db.descriptor_for(start)
+        touched.append(descriptor.range_id)
+        start = descriptor.end_key
+    return touched
+
+
 _HANDLERS = {
+    parser.ShowRanges: _show_ranges,
+    parser.AlterTableSplitAt: _split_at,
+    parser.Explain: _explain,
     parser.CreateTable: _create_table,
     parser.DropTable: _drop_table,
     parser.CreateIndex: _create_index,

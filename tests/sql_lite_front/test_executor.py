@@ -97,3 +97,21 @@ async def test_scripts_go_on_after_errors_and_render_as_psql_csv_and_json(spanli
         result = (await s.execute("SELECT k, v FROM t ORDER BY k"))[0]
         assert render(result, "csv") == "k,v\n1,a\n2,"
         assert render(result, "json") == '{"k": 1, "v": "a"}\n{"k": 2, "v": null}'
+
+
+async def test_split_at_show_ranges_and_explain(spanlite_cluster):
+    async with spanlite_cluster.client() as db:
+        s = Session(db)
+        await s.execute("CREATE TABLE t (k INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (150, 'b')")
+        result = await run(s, "ALTER TABLE t SPLIT AT VALUES (100)")
+        assert result.rows == [("/t/1/100",)]
+        await run(s, "ALTER TABLE t SPLIT AT VALUES (100)")  # again: already split there, no error
+        ranges = (await run(s, "SHOW RANGES FROM TABLE t")).rows
+        assert ranges[-1][1] == "/t/1/100" and ranges[-2][2] == "/t/1/100"
+        assert all(r[4] is not None for r in ranges)
+        point = (await run(s, "EXPLAIN SELECT v FROM t WHERE k = 150")).rows
+        assert point[0][0].startswith("select: point lookup on t") and "," not in point[1][0]
+        assert point[1][0] != "ranges: r2"  # the right-hand range of the split, not the old one
+        scan = (await run(s, "EXPLAIN SELECT v FROM t WHERE v = 'a'")).rows
+        assert "full scan of t" in scan[0][0] and scan[1][0].count(",") == 1  # two ranges
+        assert (await run(s, "SELECT v FROM t WHERE k = 150")).rows == [("b",)]
