@@ -74,9 +74,12 @@ class Session:
                            "25P02", hint="ROLLBACK to end it")
         try:
             return await run_statement(self.db, self.txn, statement)
-        except (SqlError, SpanliteError):
+        except SqlError:
             self.failed = True
             raise
+        except SpanliteError as e:
+            self.failed = True  # e.g. wounded by an older transaction: 40001, ROLLBACK and retry
+            raise _as_sql_error(e) from None
 
     def _begin(self) -> Result:
         if self.txn is None:
