@@ -49,9 +49,9 @@ from ranges.api import (
     encode_request,
 )
 from clock.timestamp import Timestamp
-from ranges import keys
-from ranges.descriptor import RangeDescriptor, decode_meta_value
+from ranges.descriptor import RangeDescriptor
 from ranges.keys import KEY_MAX, validate_key, validate_split_key, validate_value
+from txn.routing import RangeCache, lookup_descriptor
 from txn.transaction import RETRY_ATTEMPTS_DEFAULT, ReadOnlyTransaction, Transaction, run_transaction
 
 log = logging.getLogger("spanlite.client")
@@ -308,15 +308,9 @@ class Client:
                       limit: int | None = None) -> tuple[list[tuple[bytes, bytes]], Timestamp]:
         """A lock-free snapshot read of `[start, end)` at `ts` (None: now, chosen by the first
         range's leaseholder and used for every range), across ranges. Returns (rows, ts)."""
-        end = min(end, KEY_MAX)
-        rows: list[tuple[bytes, bytes]] = []
-        while start < end and (limit is None or len(rows) < limit):
-            want = None if limit is None else limit - len(rows)
-            result = await self._request(ReadAt(start, end, want, ts))
-            ts = Timestamp.decode(result["ts"])
-            rows.extend((k, v) for k, v in result["rows"])
-            start = result["range_end"]
-        return rows, ts if ts is not None else Timestamp(0, 0)
+        snapshot = ReadOnlyTransaction(self, ts)
+        rows = await snapshot.scan(start, end, limit)
+        return rows, snapshot.ts if snapshot.ts is not None else Timestamp(0, 0)
 
     # The transaction's Sender interface (txn.transaction.Sender).
 
@@ -325,16 +319,7 @@ class Client:
 
     async def descriptor_for(self, key: bytes) -> RangeDescriptor:
         """The descriptor of the range holding `key`, from the range cache or the meta range."""
-        cached = self._ranges.lookup(key)
-        if cached is not None:
-            return cached
-        start, end = keys.meta_span()
-        result = await self._request(Scan(keys.meta_lookup_start(key), end, 1))
-        if not result["rows"]:
-            raise Unavailable(f"the meta range has no entry for key {key[:16]!r}")
-        descriptor = decode_meta_value(result["rows"][0][1])
-        self._ranges.add(descriptor)
-        return descriptor
+        return await lookup_descriptor(self, self._ranges, key)
 
     def forget_descriptor(self, key: bytes) -> None:
         self._ranges.forget(key)
@@ -489,42 +474,6 @@ def _routing_key(request: Request) -> bytes | None:
     if isinstance(request, PrepareTxnRequest):
         return request.keys_touched()[0]
     return getattr(request, "key", None)
-
-
-class RangeCache:
-    """Range descriptors the client has looked up, by start key (bounded)."""
-
-    ENTRIES_MAX = 100_000
-
-    def __init__(self) -> None:
-        self._starts: list[bytes] = []
-        self._descriptors: list[RangeDescriptor] = []
-
-    def lookup(self, key: bytes) -> RangeDescriptor | None:
-        i = bisect.bisect_right(self._starts, key) - 1
-        if i >= 0 and self._descriptors[i].contains(key):
-            return self._descriptors[i]
-        return None
-
-    def add(self, descriptor: RangeDescriptor) -> None:
-        self._remove_overlapping(descriptor.start_key, descriptor.end_key)
-        if len(self._starts) >= self.ENTRIES_MAX:
-            self._starts.clear()
-            self._descriptors.clear()
-        i = bisect.bisect_left(self._starts, descriptor.start_key)
-        self._starts.insert(i, descriptor.start_key)
-        self._descriptors.insert(i, descriptor)
-
-    def forget(self, key: bytes) -> None:
-        i = bisect.bisect_right(self._starts, key) - 1
-        if i >= 0 and self._descriptors[i].contains(key):
-            del self._starts[i]
-            del self._descriptors[i]
-
-    def _remove_overlapping(self, start: bytes, end: bytes) -> None:
-        keep = [(s, d) for s, d in zip(self._starts, self._descriptors) if d.end_key <= start or s >= end]
-        self._starts = [s for s, _ in keep]
-        self._descriptors = [d for _, d in keep]
 
 
 class _ReadOnlyScope:

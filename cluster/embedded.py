@@ -64,6 +64,7 @@ class EmbeddedCluster:
         self.nodes: list[Node | None] = [None] * nodes
         self.ports: list[int] = [0] * nodes
         self._scopes: list[trio.CancelScope | None] = [None] * nodes
+        self._stopped: list[trio.Event] = [trio.Event() for _ in range(nodes)]
         self._nursery: trio.Nursery | None = None
         self._nursery_manager = None
         self._filter_blocked: set[tuple[int, int]] = set()
@@ -123,9 +124,18 @@ class EmbeddedCluster:
         self._apply_filters()
 
     async def _run_node(self, i: int, node: Node, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        with trio.CancelScope() as scope:
-            self._scopes[i] = scope
-            await node.run(task_status=task_status)
+        stopped = self._stopped[i] = trio.Event()
+        engine = self.engines[i]
+        try:
+            with trio.CancelScope() as scope:
+                self._scopes[i] = scope
+                await node.run(task_status=task_status)
+        finally:
+            # A killed node's task may still be mid-cycle when kill() returns: close its disk
+            # store only once the task is gone, or that cycle writes to a closed database.
+            if self._scopes[i] is None and not isinstance(engine, MemoryEngine):
+                engine.close()
+            stopped.set()
 
     # ------------------------------------------------------------------ clients
 
@@ -156,13 +166,12 @@ class EmbeddedCluster:
         self.nodes[i] = None
         engine = self.engines[i]
         if isinstance(engine, MemoryEngine):
-            engine.crash()
-        else:
-            engine.close()
+            engine.crash()  # (a disk store is closed by _run_node once the task has stopped)
 
     async def restart(self, i: int) -> None:
         if self._scopes[i] is not None:
             raise ValueError(f"node {i} is running; kill it first")
+        await self._stopped[i].wait()  # the old store must be closed before it is reopened
         if not isinstance(self.engines[i], MemoryEngine):
             self.engines[i] = self._new_engine(i)
         await self._start_node(i)

@@ -271,6 +271,8 @@ class RocksEngine:
 
     def close(self) -> None:
         with self._close_lock:
+            if self._closed:
+                return  # Idempotent: the embedded cluster may close a killed node's store twice.
             self._closed = True
             self._tailing = None  # an alive iterator would keep the LOCK file
             self._db.close()

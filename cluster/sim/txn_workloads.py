@@ -19,20 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clock.timestamp import Timestamp
-from cluster.client import RangeCache
 from cluster.sim import elle
-from ranges import keys
 from ranges.api import (
     AmbiguousResult,
     BadRequest,
     NotLeaseholder,
     RangeKeyMismatch,
     ReadAt,
-    Scan,
     SpanliteError,
     Unavailable,
 )
-from ranges.descriptor import decode_meta_value
+from txn.routing import RangeCache, lookup_descriptor
 from txn.transaction import Transaction, run_transaction
 
 MS = 1_000_000
@@ -85,16 +82,7 @@ class SimSender:
         return _Call(request, retry_mismatch, retry_ambiguous)
 
     async def descriptor_for(self, key: bytes):
-        cached = self._ranges.lookup(key)
-        if cached is not None:
-            return cached
-        _, end = keys.meta_span()
-        result = await self.send(Scan(keys.meta_lookup_start(key), end, 1))
-        if not result["rows"]:
-            raise Unavailable(f"no meta entry for {key!r}")
-        descriptor = decode_meta_value(result["rows"][0][1])
-        self._ranges.add(descriptor)
-        return descriptor
+        return await lookup_descriptor(self, self._ranges, key)
 
     def forget_descriptor(self, key: bytes) -> None:
         self._ranges.forget(key)
