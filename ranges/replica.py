@@ -77,6 +77,7 @@ class ReplicaConfig:
     lease_renew_before_ns: int = 1_000_000_000
     lease_request_timeout_ns: int = 1_000_000_000
     request_timeout_ns: int = 5_000_000_000
+    redirect_after_ns: int = 1_000_000_000  # a queued request at a node without a valid lease
     max_queued_requests: int = 10_000
     log_retain_entries: int = 1_000
     log_compact_every: int = 500
@@ -532,11 +533,19 @@ class Replica(TxnServing):
 
     def expire_requests(self, physical_now_ns: int) -> None:
         keep = []
+        serving = self._lease_status(self.sm.lease, self.hlc.now()) is LeaseStatus.VALID
         for pending in self.queued:
+            waited_ns = physical_now_ns - (pending.deadline_ns - self.config.request_timeout_ns)
             if physical_now_ns >= pending.deadline_ns:
                 self._fail(pending, Unavailable(
                     f"range {self.range_id} could not serve the request in time "
                     f"(no leaseholder reachable); retry"))
+            elif not serving and waited_ns >= self.config.redirect_after_ns:
+                # No valid lease here for a while (e.g. this node is cut off from the others):
+                # send the client elsewhere now rather than hold it to its deadline.
+                self._fail(pending, NotLeaseholder(
+                    f"node {self.node_id} cannot serve range {self.range_id} now; try another node",
+                    leaseholder=None, leaseholder_address=None))
             else:
                 keep.append(pending)
         self.queued = keep
