@@ -72,12 +72,29 @@ class SetupError(Exception):
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `bench` (with `ycsb` and `cluster start|stop|status`) to a `spanlite` parser."""
     bench = subparsers.add_parser("bench", help="YCSB benchmarks and a multi-process cluster to run them on")
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ycsb|cluster|fsync|ranges|splits")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ycsb|cluster|fsync|ranges|splits|sql")
     _add_ycsb_parser(bench_sub)
     _add_cluster_parser(bench_sub)
     _add_fsync_parser(bench_sub)
     _add_scale_parsers(bench_sub)
+    _add_sql_parser(bench_sub)
     return bench
+
+
+def _add_sql_parser(bench_sub: argparse._SubParsersAction) -> None:
+    sql = bench_sub.add_parser("sql", help="latency of point SELECT and 1-row UPDATE via SQL vs the KV client")
+    target = sql.add_mutually_exclusive_group()
+    target.add_argument("--host", type=_addresses, metavar="HOST:PORT[,...]", help="a running cluster's nodes")
+    target.add_argument("--embedded", action="store_true",
+                        help="start a cluster in this process (disk stores, fsync on)")
+    sql.add_argument("--nodes", type=int, metavar="N",
+                     help=f"nodes of the --embedded cluster (default {EMBEDDED_NODES_DEFAULT})")
+    sql.add_argument("--rows", type=int, default=1000, metavar="N", help="rows in the table and KV keys (default 1000)")
+    sql.add_argument("--ops", type=int, default=1000, metavar="N", help="rounds per run (default 1000)")
+    sql.add_argument("--runs", type=int, default=3, metavar="R", help="runs; medians are printed (default 3)")
+    sql.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="S")
+    sql.add_argument("--max-offset", type=_duration, default=None, metavar="D", help=argparse.SUPPRESS)
+    sql.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
 
 
 def _add_scale_parsers(bench_sub: argparse._SubParsersAction) -> None:
@@ -208,6 +225,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return cmd_ranges(args)
         if args.bench_command == "splits":
             return cmd_splits(args)
+        if args.bench_command == "sql":
+            return cmd_sql_latency(args)
         assert args.bench_command == "cluster", f"unknown bench command {args.bench_command!r}"
         return cmd_cluster(args)
     except UsageError as e:
@@ -242,6 +261,25 @@ def cmd_splits(args: argparse.Namespace) -> int:
                                                    seed=args.seed, directory=args.dir, kill_node=args.kill_node))
     print(splits_soak.report(result, args.splits, args.puts))
     return 1 if result.failures else 0
+
+
+def cmd_sql_latency(args: argparse.Namespace) -> int:
+    for flag, value in (("--rows", args.rows), ("--ops", args.ops), ("--runs", args.runs)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if not args.host and not args.embedded:
+        raise UsageError("say where the cluster is: --host HOST:PORT[,...] or --embedded")
+    process_cluster.run_trio(_sql_latency, args)
+    return EXIT_OK
+
+
+async def _sql_latency(args: argparse.Namespace) -> None:
+    from bench import sql_latency
+
+    async with _open_cluster(args) as db:
+        await _preflight(db, args)
+        await sql_latency.run(db, rows=args.rows, ops=args.ops, runs=args.runs, seed=args.seed,
+                              json_path=args.json)
 
 
 # ---------------------------------------------------------------------------------------

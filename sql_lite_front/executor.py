@@ -30,6 +30,8 @@ from sql_lite_front.rows import (
     write_row,
 )
 from sql_lite_front.select import plan_access, run_select, source_rows
+from clock.settings import parse_duration
+from clock.timestamp import Timestamp
 from txn.transaction import Transaction
 
 
@@ -72,6 +74,10 @@ class Session:
         if self.failed:
             raise SqlError("current transaction is aborted, commands ignored until end of transaction block",
                            "25P02", hint="ROLLBACK to end it")
+        if isinstance(statement, parser.Select) and statement.as_of_system_time is not None:
+            self.failed = True
+            raise SqlError("AS OF SYSTEM TIME must be used outside a transaction block", "0A000",
+                           hint="run the SELECT on its own, after COMMIT or ROLLBACK")
         try:
             return await run_statement(self.db, self.txn, statement)
         except SqlError:
@@ -109,9 +115,36 @@ class Session:
 
     async def _autocommit(self, statement) -> Result:
         try:
+            if isinstance(statement, parser.Select):
+                # A lone SELECT reads one snapshot without locks, like a Spanner read-only
+                # transaction: no commit round and no commit-wait (which a locking read-write
+                # transaction pays, max offset long), and it never conflicts with writers.
+                async with self.db.read_only(ts=_as_of(statement, self.db.now_ns())) as snapshot:
+                    return await run_statement(self.db, snapshot, statement)
             return await self.db.run_transaction(lambda txn: run_statement(self.db, txn, statement))
         except SpanliteError as e:
             raise _as_sql_error(e) from None
+
+
+def _as_of(statement, now_ns: int) -> Timestamp | None:
+    """CockroachDB's `AS OF SYSTEM TIME`: a negative interval ('-5s', relative to now) or
+    nanoseconds since the Unix epoch (an INT, or its decimal text); None without the clause."""
+    if statement.as_of_system_time is None:
+        return None
+    value = evaluate(statement.as_of_system_time, {})
+    if isinstance(value, str) and value.strip().startswith("-"):
+        try:
+            wall_ns = now_ns - parse_duration(value.strip()[1:])
+        except ValueError:
+            wall_ns = -1
+    elif isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.strip().isdigit():
+        wall_ns = int(value)
+    else:
+        wall_ns = -1
+    if not 0 < wall_ns <= now_ns:
+        raise SqlError(f"AS OF SYSTEM TIME: {value!r} is not a time in the past", "22023",
+                       hint="use a negative interval such as '-5s', or nanoseconds since the Unix epoch")
+    return Timestamp(wall_ns, 0)
 
 
 def _as_sql_error(error: SpanliteError) -> SqlError:
