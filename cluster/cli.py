@@ -5,7 +5,7 @@
     spanlite kv --host HOST:PORT[,...] put KEY VALUE | get KEY | del KEY | scan START END [--limit N]
     spanlite status --host HOST:PORT [--json]
     spanlite sql --host HOST:PORT [-e STATEMENTS] [--format table|csv|json]
-    spanlite demo [--nodes N]
+    spanlite demo [--nodes N] [-e STATEMENTS] [--format table|csv|json] [--no-example]
     spanlite sim --seeds N [--seed-start S] [--inject-bug NAME]
 
 Errors are one line on stderr saying what was wrong and what to do; the exit code is 1
@@ -88,8 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--host", required=True, type=_addresses, metavar="HOST:PORT[,...]")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    demo = sub.add_parser("demo", help="an embedded cluster in this process, with a shell")
-    demo.add_argument("--nodes", type=int, default=3)
+    demo = sub.add_parser("demo", help="an embedded cluster in this process with an example database, and a SQL "
+                                       "shell (-e STATEMENTS or standard input run as a script instead)")
+    demo.add_argument("--nodes", type=int, default=3, help="how many nodes (1-9, default 3)")
+    demo.add_argument("-e", "--execute", metavar="STATEMENTS", help="run these statements and exit")
+    demo.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    demo.add_argument("--no-example", action="store_true", help="start empty, without the example database")
 
     sql = sub.add_parser("sql", help="run SQL: -e STATEMENTS, statements on standard input, or a shell")
     sql.add_argument("--host", required=True, type=_addresses, metavar="HOST:PORT[,...]")
@@ -301,21 +305,41 @@ def format_status(status: dict) -> str:
 
 
 def cmd_demo(args) -> int:
+    """An embedded cluster, the example database (sql_lite_front/example.py) and the SQL shell.
+    With -e or a piped standard input only the results are printed, so they can be piped on."""
     from cluster.embedded import EmbeddedCluster
-    from cluster.shell import interactive
+    from sql_lite_front import example
+    from sql_lite_front.errors import SqlError
+    from sql_lite_front.executor import Session
+    from sql_lite_front.shell import run_session
 
     if not 1 <= args.nodes <= 9:
         raise CliError("--nodes must be between 1 and 9")
 
-    async def run():
-        async with EmbeddedCluster(nodes=args.nodes) as cluster:
-            print(f"spanlite demo: {args.nodes} nodes at {', '.join(cluster.addresses)} (stores in memory)")
-            print("type `help` for the commands, `quit` or Ctrl-D to leave")
-            async with cluster.client() as db:
-                await interactive(db)
+    def banner(addresses: list[str]) -> None:
+        print(f"spanlite demo: {args.nodes} node{'s' if args.nodes > 1 else ''} at {', '.join(addresses)} "
+              f"(stores in memory, gone on exit)")
+        if not args.no_example:
+            print(example.describe_example())
+            print("Try:")
+            for statement in example.EXAMPLE_STATEMENTS:
+                print(f"  {statement}")
+        print("\\? lists the meta-commands (\\d orders, \\x, \\timing, ...); \\q or Ctrl-D quits.")
 
-    trio.run(run)
-    return 0
+    async def run() -> int:
+        async with EmbeddedCluster(nodes=args.nodes) as cluster:
+            async with cluster.client() as db:
+                session = Session(db)
+                if not args.no_example:
+                    try:
+                        await example.load_example(session)
+                    except SqlError as e:
+                        raise CliError(f"loading the example database failed: {e.message} "
+                                       f"(try --no-example)") from None
+                return await run_session(session, execute=args.execute, fmt=args.format,
+                                         banner=lambda: banner(cluster.addresses))
+
+    return trio.run(run)
 
 
 def cmd_sim(args) -> int:
@@ -325,24 +349,17 @@ def cmd_sim(args) -> int:
 
 
 def cmd_sql(args) -> int:
+    """-e STATEMENTS, else standard input when it is not a terminal, else the SQL shell; the exit
+    status is 1 if any statement failed."""
     from cluster.client import connect
     from sql_lite_front.executor import Session
-    from sql_lite_front.shell import interactive, run_script
-
-    def err(text: str) -> None:
-        print(text, file=sys.stderr)
+    from sql_lite_front.shell import run_session
 
     async def run() -> int:
         async with connect(args.host) as db:
-            session = Session(db)
-            if args.execute is not None:
-                return await run_script(session, args.execute, args.format, print, err)
-            if not sys.stdin.isatty():
-                return await run_script(session, sys.stdin.read(), args.format, print, err)
-            await interactive(session, args.format)
-            return 0
+            return await run_session(Session(db), execute=args.execute, fmt=args.format)
 
-    return 1 if trio.run(run) else 0
+    return trio.run(run)
 
 
 COMMANDS = {

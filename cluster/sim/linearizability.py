@@ -32,6 +32,20 @@ Additions to Porcupine:
 - A legal get is linearized greedily: when a get can be linearized now, linearizing it now
   never loses a solution (it changes no state, and nothing unlinearized must precede it),
   so on backtracking the search does not try alternatives to it.
+- Compare-and-set (`CasOperation`, used by the chaos tool; the simulator has none): an ok
+  cas needs the register to hold `expected` and sets it to `value`, atomically. It reads the
+  register like a get, so an info write may be placed just before it too. An info cas is a
+  *conditional* info write: it can only be placed where the register holds its `expected`,
+  which may in turn need another info write just before it. So before a reader the search
+  tries every *chain* of unused info writes that turns the current register into the value
+  the reader needs: an unconditional write or a cas expecting the current value first, then
+  cas operations, each expecting the value the previous one wrote. The argument above still
+  holds: in any linearization, an info write followed by a blind write or by nothing can be
+  left out, so the ones that remain form such chains, each ending just before an ok get or
+  ok cas. Without info cas operations there are only chains of one write, as before.
+  A `fail` cas is dropped like any fail operation. It did observe something (the register
+  did not hold `expected`), but only a "not equal" constraint, which rarely exposes a bug
+  that reads do not; dropping it never reports a false violation, it may miss one.
 - The set of linearized operations is a window: `low` (every ok operation numbered below it,
   in call order, is linearized) and an int bitset above it. Cache entries then stay small.
 
@@ -49,9 +63,13 @@ HAZARD: an operation whose call equals another's return is treated as concurrent
 (calls sort before returns at equal times, as in Porcupine). With coarse clocks this hides
 violations between back-to-back operations; it never reports a false one.
 
+HAZARD: many info cas operations that can chain into the same value (values reused across
+writes) make the chain enumeration before each reader exponential. Writers of unique values
+(as the chaos workloads use) have at most one chain per reader.
+
 HAZARD: the register model is only sound for single-key operations. Transactions, scans and
-conditional writes need another model; feeding their effects in as puts and gets of single
-keys checks something weaker than strict serializability.
+conditional writes other than `CasOperation` need another model; feeding their effects in as
+puts and gets of single keys checks something weaker than strict serializability.
 """
 
 from __future__ import annotations
@@ -59,9 +77,9 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import ClassVar, Iterable, Sequence
 
-from cluster.sim.history import Operation
+from cluster.sim.history import HistoryError, Operation, Time, _format_time
 
 # Measured on these machines: about 0.3-0.5 us and at most ~30 bytes of cache per step, so
 # the default gives up after roughly a second and ~60 MB. A linearizable, mostly sequential
@@ -71,8 +89,49 @@ DEFAULT_MAX_STEPS = 2_000_000
 # How many operations of a long linearizable prefix an explanation prints.
 EXPLAIN_PREFIX_OPS_MAX = 8
 
-_GET, _PUT, _DELETE = 0, 1, 2
-_KIND_CODES = {"get": _GET, "put": _PUT, "delete": _DELETE}
+_GET, _PUT, _DELETE, _CAS = 0, 1, 2, 3
+_KIND_CODES = {"get": _GET, "put": _PUT, "delete": _DELETE, "cas": _CAS}
+
+
+@dataclass(frozen=True, slots=True)
+class CasOperation:
+    """A compare-and-set of one key: if the register holds `expected`, it becomes `value`.
+
+    The fields and statuses mean what they mean for `Operation` (cluster.sim.history): an
+    `ok` cas swapped at some instant in `[call, ret]`; a `fail` cas definitely wrote nothing
+    (the register did not hold `expected`); an `info` cas may have swapped at any instant
+    after `call`, or never (`ret` is None). `None` as `expected` or `value` is a missing key.
+    """
+
+    process: int
+    key: bytes
+    expected: bytes | None
+    value: bytes | None
+    call: Time
+    ret: Time | None
+    status: str
+    kind: ClassVar[str] = "cas"
+
+    def __post_init__(self) -> None:
+        # A get without a value has every other field's rules: let Operation check them.
+        Operation(self.process, "get", self.key, None, self.call, self.ret, self.status)
+        for name in ("expected", "value"):
+            given = getattr(self, name)
+            if given is not None and not isinstance(given, bytes):
+                raise HistoryError(f"{name} must be bytes or None, got {type(given).__name__}")
+
+    def __str__(self) -> str:
+        end = "inf)" if self.ret is None else f"{_format_time(self.ret)}]"
+        shown = f"cas {self.key!r} {self.expected!r} -> {self.value!r}"
+        return f"p{self.process} {shown}  [{_format_time(self.call)}, {end} {self.status}"
+
+
+AnyOperation = Operation | CasOperation
+
+
+def _read_value(op: AnyOperation) -> bytes | None:
+    """The register value an ok get or cas needs to see."""
+    return op.expected if op.kind == "cas" else op.value
 
 
 class Outcome(enum.Enum):
@@ -97,11 +156,11 @@ class KeyResult:
     outcome: Outcome
     ops_checked: int
     steps: int
-    linearization: tuple[Operation, ...] = ()
-    blocked: Operation | None = None
+    linearization: tuple[AnyOperation, ...] = ()
+    blocked: AnyOperation | None = None
     register: bytes | None = None
-    candidates: tuple[Operation, ...] = ()
-    writers: tuple[Operation, ...] = ()  # ops that wrote the value `blocked` observed
+    candidates: tuple[AnyOperation, ...] = ()
+    writers: tuple[AnyOperation, ...] = ()  # ops that wrote the value `blocked` needed
 
     def explain(self) -> str:
         head = (
@@ -134,16 +193,17 @@ class KeyResult:
     def _explain_writers(self) -> list[str]:
         blocked = self.blocked
         assert blocked is not None
-        if blocked.kind != "get":
+        if blocked.kind not in ("get", "cas"):
             return []
-        if blocked.value is None and not self.writers:
+        needed = _read_value(blocked)
+        if needed is None and not self.writers:
             return ["  None (missing) is only the initial value: no delete of this key"]
         if not self.writers:
-            return [f"  no put of this key ever wrote {blocked.value!r}"]
-        if blocked.value is None:
+            return [f"  no put of this key ever wrote {needed!r}"]
+        if needed is None:
             lines = ["  None (missing) is the initial value, and written by:"]
         else:
-            lines = [f"  {blocked.value!r} was written by:"]
+            lines = [f"  {needed!r} was written by:"]
         return lines + [f"    {op}" for op in self.writers]
 
 
@@ -208,7 +268,7 @@ class Result:
 
 
 def check_register_history(
-    ops: Iterable[Operation], *, max_steps: int = DEFAULT_MAX_STEPS
+    ops: Iterable[AnyOperation], *, max_steps: int = DEFAULT_MAX_STEPS
 ) -> Result:
     """Checks that a key-value history is linearizable, key by key.
 
@@ -216,9 +276,9 @@ def check_register_history(
     UNKNOWN. Every key is checked even after a violation, while the budget lasts.
     """
     assert max_steps >= 0, max_steps
-    by_key: dict[bytes, list[Operation]] = defaultdict(list)
+    by_key: dict[bytes, list[AnyOperation]] = defaultdict(list)
     for op in ops:
-        assert isinstance(op, Operation), op
+        assert isinstance(op, (Operation, CasOperation)), op
         by_key[op.key].append(op)
     results = []
     steps_left = max_steps
@@ -242,13 +302,14 @@ def check_register_history(
 class _Entry:
     """A call or return event of an ok operation, in the search's doubly linked list."""
 
-    __slots__ = ("op", "is_call", "kind", "value", "index", "ret", "prev", "next")
+    __slots__ = ("op", "is_call", "kind", "value", "expected", "index", "ret", "prev", "next")
 
-    def __init__(self, op: Operation | None, is_call: bool) -> None:
+    def __init__(self, op: AnyOperation | None, is_call: bool) -> None:
         self.op = op
         self.is_call = is_call
         self.kind = -1
-        self.value: bytes | None = None
+        self.value: bytes | None = None  # what a get observed, or what a put or cas wrote
+        self.expected: bytes | None = None  # what a cas needed
         self.index = -1  # 0.. in call order
         self.ret: _Entry | None = None  # a call's return entry
         self.prev: _Entry | None = None
@@ -257,28 +318,48 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class _InfoWrite:
-    """An info put or delete; `bit` is its bit in the search's `info_bits`."""
+    """An info put, delete or cas; `bit` is its bit in the search's `info_bits`.
 
-    op: Operation
+    A cas is `conditional`: it can only be placed where the register holds `expected`.
+    """
+
+    op: AnyOperation
     call: float | int
     bit: int
+    conditional: bool = False
+    expected: bytes | None = None
 
 
-def _relevant_ops(ops: Sequence[Operation]) -> tuple[list[Operation], list[Operation]]:
-    """Splits one key's ops into (ok ops, info ops that may matter), dropping the rest."""
-    observed = {op.value for op in ops if op.kind == "get" and op.status == "ok"}
+def _relevant_ops(ops: Sequence[AnyOperation]) -> tuple[list[AnyOperation], list[AnyOperation]]:
+    """Splits one key's ops into (ok ops, info writes that may matter), dropping the rest.
+
+    An info write matters only if its value may be read: by an ok get or cas, or by an info
+    cas that itself matters (as the start of its chain).
+    """
     definite = [op for op in ops if op.status == "ok"]
-    info = [op for op in ops if op.status == "info" and op.kind != "get" and op.value in observed]
+    needed = {_read_value(op) for op in definite if op.kind in ("get", "cas")}
+    info_writes = [op for op in ops if op.status == "info" and op.kind != "get"]
+    info_cas = [op for op in info_writes if op.kind == "cas"]
+    grown = True
+    while grown:  # a fixpoint: each round adds a value or ends
+        grown = False
+        for op in info_cas:
+            if op.value in needed and op.expected not in needed:
+                needed.add(op.expected)
+                grown = True
+    info = [op for op in info_writes if op.value in needed]
     return definite, info
 
 
-def _build_list(definite: list[Operation]) -> tuple[_Entry, _Entry]:
+def _build_list(definite: list[AnyOperation]) -> tuple[_Entry, _Entry]:
     """The event list of one key's ok ops, by time, calls before returns at equal times."""
     events: list[tuple[float | int, int, int, _Entry]] = []
     definite = sorted(definite, key=lambda op: (op.call, op.ret))
     for index, op in enumerate(definite):
         call, ret = _Entry(op, True), _Entry(op, False)
         call.kind, call.value, call.index, call.ret = _KIND_CODES[op.kind], op.value, index, ret
+        if op.kind == "cas":
+            call.expected = op.expected
         events.append((op.call, 0, len(events), call))
         events.append((op.ret, 1, len(events), ret))
     events.sort(key=lambda event: event[:3])
@@ -292,12 +373,16 @@ def _build_list(definite: list[Operation]) -> tuple[_Entry, _Entry]:
     return head, tail
 
 
-def _info_writers(info: list[Operation]) -> dict[bytes | None, list[_InfoWrite]]:
-    """Info puts and deletes by the value they write, each list sorted by call time."""
+def _info_writers(info: list[AnyOperation]) -> dict[bytes | None, list[_InfoWrite]]:
+    """Info puts, deletes and cas by the value they write, each list sorted by call time."""
     writers: dict[bytes | None, list[_InfoWrite]] = defaultdict(list)
     for bit_index, op in enumerate(sorted(info, key=lambda op: op.call)):
-        assert op.status == "info" and op.kind in ("put", "delete"), op
-        writers[op.value].append(_InfoWrite(op, op.call, 1 << bit_index))
+        assert op.status == "info" and op.kind in ("put", "delete", "cas"), op
+        if op.kind == "cas":
+            write = _InfoWrite(op, op.call, 1 << bit_index, True, op.expected)
+        else:
+            write = _InfoWrite(op, op.call, 1 << bit_index)
+        writers[op.value].append(write)
     return dict(writers)
 
 
@@ -318,7 +403,7 @@ def _unlift(entry: _Entry) -> None:
     entry.next.prev = entry
 
 
-def _check_key(key: bytes, ops: Sequence[Operation], max_steps: int) -> KeyResult:
+def _check_key(key: bytes, ops: Sequence[AnyOperation], max_steps: int) -> KeyResult:
     definite, info = _relevant_ops(ops)
     if not definite:
         return KeyResult(key, Outcome.OK, len(ops), 0, ())
@@ -330,8 +415,8 @@ def _check_key(key: bytes, ops: Sequence[Operation], max_steps: int) -> KeyResul
     return search.failure(key, outcome, ops, definite + info)
 
 
-# Fields of a search stack frame: the get/put/delete linearized (with the info write placed
-# just before it, if any, and which of the info writers of its value that was), the
+# Fields of a search stack frame: the get/put/delete/cas linearized (with the chain of info
+# writes placed just before it, if any, and which choice of chain that was), the
 # configuration just before it, whether it was forced (a legal get), and the parent frame.
 _F_ENTRY, _F_CHOICE, _F_WRITER, _F_REGISTER, _F_LOW, _F_WINDOW, _F_INFO, _F_FORCED, _F_PARENT = range(9)
 
@@ -340,8 +425,10 @@ class _Search:
     """Porcupine's DFS over one key's event list (see the module docstring).
 
     The stack is a linked list of frame tuples (fields `_F_*`), so remembering the deepest
-    stack seen costs nothing. A scan position is `(entry, choice)`: for a get whose value
-    differs from the register, `choice` indexes the info writers of that value to try next.
+    stack seen costs nothing. A scan position is `(entry, choice)`: for a get or cas that
+    needs a value other than the register's, `choice` indexes the info writers of that value
+    to try next, or, when there are info cas operations, the chains of info writes (see
+    `_chains`).
     """
 
     def __init__(
@@ -358,16 +445,19 @@ class _Search:
         self.tail = tail
         self.ok_ops = ok_ops
         self.info_writers = info_writers
+        # Without conditional info writes a chain is one write: the faster lookup suffices.
+        self.chained = any(w.conditional for ws in info_writers.values() for w in ws)
         self.max_steps = max_steps
         self.steps = 0
         self.frame: tuple | None = None
         self.best_depth = -1
         self.best_frame: tuple | None = None
-        self.best_blocked: Operation | None = None
+        self.best_blocked: AnyOperation | None = None
         self.best_register: bytes | None = None
 
     def run(self) -> Outcome:  # noqa: C901 - one hot loop, kept flat for speed
         head, ok_ops, max_steps, info_writers = self.head, self.ok_ops, self.max_steps, self.info_writers
+        chained = self.chained
         cache: set[tuple] = set()
         # Invariant: every ok op numbered below `low` is linearized, op `low` is not;
         # bit j of `window` is set iff ok op `low + j` is linearized.
@@ -405,17 +495,26 @@ class _Search:
                     entry, choice = popped[_F_ENTRY], popped[_F_CHOICE] + 1
                 continue
             kind = entry.kind
-            writer = None
+            writer = None  # the chain of info writes placed just before entry, if any
             new_info_bits = info_bits
-            if kind == _GET:
-                if entry.value != register:
-                    writers = info_writers.get(entry.value)
-                    choice = -1 if writers is None else _usable_writer(writers, choice, info_bits, entry)
-                    if choice < 0:
-                        entry, choice = entry.next, 0
-                        continue
-                    writer = writers[choice]
-                    new_info_bits = info_bits | writer.bit
+            if kind == _GET or kind == _CAS:
+                needed = entry.value if kind == _GET else entry.expected
+                if needed != register:
+                    if chained:
+                        chains = _chains(info_writers, needed, register, info_bits, entry)
+                        if choice >= len(chains):
+                            entry, choice = entry.next, 0
+                            continue
+                        writer = chains[choice]
+                    else:
+                        writers = info_writers.get(needed)
+                        choice = -1 if writers is None else _usable_writer(writers, choice, info_bits, entry)
+                        if choice < 0:
+                            entry, choice = entry.next, 0
+                            continue
+                        writer = (writers[choice],)
+                    for write in writer:
+                        new_info_bits |= write.bit
                 new_register = entry.value
             elif kind == _PUT:
                 new_register = entry.value
@@ -446,7 +545,7 @@ class _Search:
         return Outcome.OK
 
     def _remember(
-        self, depth: int, frame: tuple | None, blocked: Operation | None, register: bytes | None
+        self, depth: int, frame: tuple | None, blocked: AnyOperation | None, register: bytes | None
     ) -> None:
         assert depth > self.best_depth, (depth, self.best_depth)
         self.best_depth = depth
@@ -455,17 +554,17 @@ class _Search:
         self.best_register = register
 
     @staticmethod
-    def _ops_of(frame: tuple | None) -> tuple[Operation, ...]:
+    def _ops_of(frame: tuple | None) -> tuple[AnyOperation, ...]:
         ops = []
         while frame is not None:
             ops.append(frame[_F_ENTRY].op)
             if frame[_F_WRITER] is not None:
-                ops.append(frame[_F_WRITER].op)
+                ops.extend(write.op for write in reversed(frame[_F_WRITER]))
             frame = frame[_F_PARENT]
         ops.reverse()
         return tuple(ops)
 
-    def linearization(self) -> tuple[Operation, ...]:
+    def linearization(self) -> tuple[AnyOperation, ...]:
         ops = self._ops_of(self.frame)
         assert sum(op.status == "ok" for op in ops) == self.ok_ops, (len(ops), self.ok_ops)
         return ops
@@ -474,16 +573,16 @@ class _Search:
         self,
         key: bytes,
         outcome: Outcome,
-        ops: Sequence[Operation],
-        relevant: Sequence[Operation],
+        ops: Sequence[AnyOperation],
+        relevant: Sequence[AnyOperation],
     ) -> KeyResult:
         """The deepest point the search reached, as a KeyResult; `relevant`: the ops searched."""
         assert outcome is not Outcome.OK, outcome
         prefix = self._ops_of(self.best_frame)
         blocked = self.best_blocked
         assert blocked is not None or outcome is Outcome.UNKNOWN
-        candidates: tuple[Operation, ...] = ()
-        writers: tuple[Operation, ...] = ()
+        candidates: tuple[AnyOperation, ...] = ()
+        writers: tuple[AnyOperation, ...] = ()
         if blocked is not None:
             assert blocked.ret is not None, blocked
             # The window at the deepest point: unplaced ops called before `blocked` returned.
@@ -492,26 +591,64 @@ class _Search:
                 op for op in relevant
                 if id(op) not in placed and op is not blocked and op.call <= blocked.ret
             )
-            if blocked.kind == "get":
-                wanted = "delete" if blocked.value is None else "put"
-                writers = tuple(op for op in ops if op.kind == wanted and op.value == blocked.value)
+            if blocked.kind in ("get", "cas"):
+                needed = _read_value(blocked)
+                writers = tuple(op for op in ops if op.kind != "get" and op.value == needed)
         return KeyResult(
             key, outcome, len(ops), self.steps, prefix, blocked, self.best_register,
             candidates, writers,
         )
 
 
+def _deadline(reader: _Entry) -> Time:
+    """The time of the first remaining return after `reader` (a candidate) in the list.
+
+    An info write placed just before `reader` must have been called by then: an operation
+    that returned before the write was called precedes it.
+    """
+    deadline_entry = reader.next
+    while deadline_entry.is_call:
+        deadline_entry = deadline_entry.next
+    return deadline_entry.op.ret
+
+
+def _chains(
+    info_writers: dict[bytes | None, list[_InfoWrite]],
+    needed: bytes | None,
+    register: bytes | None,
+    info_bits: int,
+    reader: _Entry,
+) -> list[tuple[_InfoWrite, ...]]:
+    """Every chain of unused info writes that, placed in order just before `reader`, turns
+    `register` into `needed` (see the module docstring), in a deterministic order."""
+    chains: list[tuple[_InfoWrite, ...]] = []
+    _collect_chains(info_writers, needed, register, info_bits, _deadline(reader), (), chains)
+    return chains
+
+
+def _collect_chains(info_writers, needed, register, info_bits, deadline, suffix, chains) -> None:
+    for writer in info_writers.get(needed, ()):
+        if writer.call > deadline:
+            return  # sorted by call: every later writer is too late as well
+        if writer.bit & info_bits:
+            continue
+        chain = (writer,) + suffix
+        if not writer.conditional or writer.expected == register:
+            chains.append(chain)
+        else:
+            # A chain that starts and ends at the register changes nothing: never needed.
+            _collect_chains(
+                info_writers, writer.expected, register, info_bits | writer.bit, deadline, chain, chains
+            )
+
+
 def _usable_writer(writers: list[_InfoWrite], start: int, info_bits: int, get: _Entry) -> int:
     """The index, from `start`, of an info writer that can go just before `get`, or -1.
 
     It must not be linearized yet and must have been called before the first remaining
-    return (which follows `get`, a candidate, in the list): an operation returned before
-    the writer was called precedes it.
+    return (see `_deadline`).
     """
-    deadline_entry = get.next
-    while deadline_entry.is_call:
-        deadline_entry = deadline_entry.next
-    deadline = deadline_entry.op.ret
+    deadline = _deadline(get)
     for index in range(start, len(writers)):
         writer = writers[index]
         if writer.call > deadline:
