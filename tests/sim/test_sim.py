@@ -35,9 +35,16 @@ def test_faults_are_injected():
     assert faults.get("skew", 0) > 0
 
 
+# The first seed of range(50) that caught each bug when last measured (0 for the others). The
+# search tries it first, so make test does not replay 30-40 passing seeds on every run; when a
+# change moves the catching seed, the search still covers all 50 and only gets slower.
+FIRST_CATCH = {"accept-lower-ballot": 40, "release-locks-before-commit-record": 32, "epoch-increment-early": 8}
+
+
 @pytest.mark.parametrize("bug", KNOWN_BUGS)
 def test_planted_bug_is_caught_within_50_seeds(bug):
-    for seed in range(50):
+    first = FIRST_CATCH.get(bug, 0)
+    for seed in [first, *(s for s in range(50) if s != first)]:
         if run_seed(seed, bug).violation is not None:
             return
     pytest.fail(f"planted bug {bug} survived 50 seeds: the checkers missed it")
