@@ -24,6 +24,7 @@ import trio
 
 from clock.settings import DEFAULT_MAX_OFFSET_NS, format_duration, parse_duration
 from bench.cli import add_bench_parser, cmd_bench
+from cluster.chaos.cli import add_chaos_parser, cmd_chaos
 from cluster.sim.bugs import KNOWN_BUGS as SIM_BUGS
 from ranges.api import SpanliteError
 
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--max-offset", type=_duration, default=DEFAULT_MAX_OFFSET_NS, metavar="DURATION",
                        help=f"maximum clock offset between nodes (default {format_duration(DEFAULT_MAX_OFFSET_NS)})")
     start.add_argument("--inject-bug", action="append", default=[], metavar="NAME", help=argparse.SUPPRESS)
+    # Fault injection for `spanlite chaos` (partitions, clock skew): hidden, never in production.
+    start.add_argument("--enable-chaos-admin", action="store_true", help=argparse.SUPPRESS)
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     init = sub.add_parser("init", help="bootstrap a new cluster, once")
@@ -110,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--verbose", action="store_true")
 
     add_bench_parser(sub)
+    add_chaos_parser(sub)
     return parser
 
 
@@ -156,7 +160,8 @@ def cmd_start(args) -> int:
         raise CliError(f"cannot open store {args.store}: {e} (is another node using it?)") from None
     _refuse_store_of_another_cluster(engine, args.store, args.join)
     config = NodeConfig(listen=args.listen, advertise=args.advertise, join=args.join,
-                        max_offset_ns=args.max_offset, bugs=frozenset(args.inject_bug))
+                        max_offset_ns=args.max_offset, bugs=frozenset(args.inject_bug),
+                        chaos_admin=args.enable_chaos_admin)
     node = Node(engine, config)
     try:
         trio.run(_run_until_signal, node)
@@ -371,6 +376,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "sim": cmd_sim,
     "bench": cmd_bench,
+    "chaos": cmd_chaos,
 }
 
 

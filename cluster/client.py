@@ -352,12 +352,14 @@ class Client:
             if trio.current_time() >= deadline:
                 break
             address = self._choose_address(request)
+            sent = False
             try:
                 connection = self._connections.get(address)
                 if connection is None or connection.broken is not None:
                     with trio.fail_after(max(0.001, deadline - trio.current_time())):
                         connection = await self._connect(address)
                 # The connection's sweeper enforces the deadline: a cancel scope per call costs ~7 us.
+                sent = True
                 return await connection.call(request, deadline=deadline)
             except NotLeaseholder as e:
                 last_error = e
@@ -373,9 +375,16 @@ class Client:
                 if (isinstance(e, RangeKeyMismatch) and not retry_mismatch) or (
                         isinstance(e, AmbiguousResult) and not retry_ambiguous):
                     raise
+                if sent and isinstance(e, ConnectionLost) and not retry_ambiguous:
+                    # The node may have applied it before the connection broke: not ours to retry.
+                    raise AmbiguousResult(f"{type(request).__name__} was sent to {address}, then the connection "
+                                          f"was lost ({e.message}); it may have been applied") from None
                 last_error = e
                 self._forget(request, address)
             except trio.TooSlowError:
+                if sent and not retry_ambiguous:
+                    raise AmbiguousResult(f"{type(request).__name__} sent to {address} got no answer within "
+                                          f"{self.timeout_s:.0f}s; it may have been applied") from None
                 break
             await trio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, BACKOFF_MAX_S)

@@ -8,13 +8,22 @@ this: every event that arrived while the previous cycle ran shares the next fsyn
 
 A node with an empty store waits for `spanlite init` (on itself, or a Bootstrap request
 from the node being initialized) before it starts its Store.
+
+Chaos testing (`spanlite chaos`, cluster/chaos/): a node started with `--enable-chaos-admin`
+accepts `ChaosDropPeers` (a partition: drop peer frames to and from these nodes) and
+`ChaosClockOffset` (skew its physical clock) from clients; any other node refuses them.
+Under the planted bug `ack-before-fsync` the Store's writes are held in this process's
+memory for a while before they reach the engine (`HeldWritesEngine`), so a kill -9 loses
+acknowledged writes as the bug intends (the OS would otherwise keep unsynced writes).
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +37,12 @@ from cluster import transport
 from paxos_groups.engine import Engine
 from ranges import keys
 from ranges.api import (
+    CHAOS_ADMIN_REQUESTS,
     AlreadyInitialized,
     BadRequest,
     Bootstrap,
+    ChaosClockOffset,
+    ChaosDropPeers,
     Init,
     NotInitialized,
     SpanliteError,
@@ -73,6 +85,9 @@ class NodeConfig:
     defer_syncs: bool = False
     # How many more cycles the loop may run while earlier outputs wait for their sync.
     sync_pipeline_depth: int = SYNC_PIPELINE_DEPTH_DEFAULT
+    # Accept the chaos tool's fault-injection requests (partitions, clock skew). Never in
+    # production: any client could partition the node or break its clock.
+    chaos_admin: bool = False
 
 
 class _ClientSession:
@@ -258,14 +273,18 @@ class Node:
         # out before serving, as CockroachDB does.
         await trio.sleep(hlc.restart_floor_lead_ns() / 1e9)
         seed = self.config.seed if self.config.seed is not None else random.SystemRandom().getrandbits(64)
-        self.store = Store(self.engine, hlc, self.config.store, random.Random(seed), self.config.bugs)
+        store_engine = self.engine
+        if "ack-before-fsync" in self.config.bugs:
+            store_engine = HeldWritesEngine(self.engine, time.monotonic_ns)  # not the skewable clock
+            nursery.start_soon(_flush_held_writes, store_engine)
+        self.store = Store(store_engine, hlc, self.config.store, random.Random(seed), self.config.bugs)
         self.listener.cluster_id = identity.cluster_id
         self.listener.node_id = identity.node_id
         self.listener.is_known_peer = lambda node_id: node_id in identity.nodes
         self.peers = transport.PeerTransport(identity.node_id, identity.cluster_id, dict(identity.nodes))
         self.set_message_filter(self._message_filter)
         nursery.start_soon(self.peers.run)
-        if self.config.defer_syncs and hasattr(self.engine, "defer_syncs"):
+        if self.config.defer_syncs and hasattr(store_engine, "defer_syncs"):
             self.engine.defer_syncs()
             self._sync_pipeline = _SyncPipeline(self.engine, self._release_output, self.config.sync_pipeline_depth)
             nursery.start_soon(self._sync_pipeline.run)
@@ -406,6 +425,8 @@ class Node:
                 continue
             if isinstance(request, (Init, Bootstrap)):
                 nursery.start_soon(self._admin_request, session, request_id, request)
+            elif isinstance(request, CHAOS_ADMIN_REQUESTS):
+                session.deliver(request_id, self._chaos_admin(request))
             elif self.store is None:
                 session.deliver(request_id, NotInitialized(
                     f"node at {self.advertise} is not part of a cluster yet: run `spanlite init --host {self.advertise}`"))
@@ -422,6 +443,26 @@ class Node:
             session.deliver(request_id, e)
         else:
             session.deliver(request_id, result)
+
+    # ------------------------------------------------------------------ chaos admin
+
+    def _chaos_admin(self, request) -> dict | SpanliteError:
+        """Fault injection for `spanlite chaos` (only with --enable-chaos-admin)."""
+        if not self.config.chaos_admin:
+            return BadRequest(f"{type(request).__name__} is a fault-injection request of the chaos tool; node at "
+                              f"{self.advertise} refuses it: start the node with --enable-chaos-admin (tests only)")
+        if isinstance(request, ChaosClockOffset):
+            assert isinstance(self.physical, OffsetClock), "clock skew needs the node's OffsetClock"
+            previous = self.physical.offset_ns
+            self.physical.offset_ns = request.offset_ns
+            log.warning("chaos: physical clock offset set to %+.1f ms (was %+.1f ms)",
+                        request.offset_ns / 1e6, previous / 1e6)
+            return {"offset_ns": request.offset_ns, "previous_ns": previous}
+        assert isinstance(request, ChaosDropPeers), f"unknown chaos request {request!r}"
+        dropped = frozenset(request.peers)
+        self.set_message_filter(_drop_filter(dropped) if dropped else None)
+        log.warning("chaos: dropping peer frames to and from nodes %s", sorted(dropped) or "none (healed)")
+        return {"dropped": sorted(dropped)}
 
     # ------------------------------------------------------------------ bootstrap
 
@@ -459,6 +500,124 @@ class Node:
                             request.replicas)
             self._initialized.set()
             return {"cluster_id": request.cluster_id}
+
+
+def _drop_filter(dropped: frozenset[int]):
+    """A message filter cutting this node off from `dropped`, both directions: the transport
+    asks it with (from, to) for frames we send and frames we receive, one end is us."""
+
+    def allowed(from_node: int, to_node: int) -> bool:
+        return from_node not in dropped and to_node not in dropped
+
+    return allowed
+
+
+HELD_WRITES_HOLD_NS = 2_000_000_000
+HELD_WRITES_FLUSH_EVERY_S = 0.05
+
+
+class HeldWritesEngine:
+    """The planted bug `ack-before-fsync` made observable in real processes.
+
+    The Store under this bug writes its Paxos state unsynced. The simulator's disk loses
+    unsynced writes in a crash, but a real RocksDB write reaches the OS page cache at once,
+    and a kill -9 loses nothing the OS has: the bug would be invisible. So here the Store's
+    writes are not even handed to the engine for `hold_ns`: they sit in this process's memory
+    (readable, as the engine would make them), and are written to the engine in order once
+    they are that old. A kill -9 loses the last `hold_ns` of acknowledged writes; what is left
+    is a prefix of the node's writes, as after a crash that loses an unsynced suffix.
+
+    Reads merge the held writes (newest per key; `None` = deleted) over the engine's data.
+    """
+
+    def __init__(self, base: Engine, now_ns, hold_ns: int = HELD_WRITES_HOLD_NS) -> None:
+        assert hold_ns > 0, f"hold_ns must be positive, got {hold_ns}"
+        self.base = base
+        self.now_ns = now_ns
+        self.hold_ns = hold_ns
+        self._held: collections.deque = collections.deque()  # (written_at_ns, seq, batch), in order
+        self._overlay: dict[bytes, tuple[bytes | None, int]] = {}  # key -> (value, seq of its batch)
+        self._keys: list[bytes] = []  # Invariant: sorted(self._overlay)
+        self._seq = 0
+
+    def write(self, batch, sync: bool) -> None:
+        self._seq += 1
+        batch = list(batch)
+        for key, value in batch:
+            if key not in self._overlay:
+                bisect.insort(self._keys, key)
+            self._overlay[key] = (value, self._seq)
+        self._held.append((self.now_ns(), self._seq, batch))
+
+    def flush_due(self) -> int:
+        """Hand the engine every held batch older than hold_ns; returns how many."""
+        cutoff = self.now_ns() - self.hold_ns
+        flushed = 0
+        while self._held and self._held[0][0] <= cutoff:
+            self._flush_one()
+            flushed += 1
+        return flushed
+
+    def _flush_one(self) -> None:
+        _, seq, batch = self._held.popleft()
+        self.base.write(batch, sync=False)
+        for key, _ in batch:
+            entry = self._overlay.get(key)
+            if entry is not None and entry[1] == seq:  # No later held batch wrote this key.
+                del self._overlay[key]
+                self._keys.pop(bisect.bisect_left(self._keys, key))
+
+    def get(self, key: bytes) -> bytes | None:
+        entry = self._overlay.get(key)
+        return self.base.get(key) if entry is None else entry[0]
+
+    def scan(self, start: bytes, end: bytes, limit: int | None = None):
+        lo, hi = bisect.bisect_left(self._keys, start), bisect.bisect_left(self._keys, end)
+        held = [(k, self._overlay[k][0]) for k in self._keys[lo:hi]]
+        return _limited(_merge(iter(held), self.base.scan(start, end), reverse=False), limit)
+
+    def scan_reverse(self, start: bytes, end: bytes, limit: int | None = None):
+        lo, hi = bisect.bisect_left(self._keys, start), bisect.bisect_left(self._keys, end)
+        held = [(k, self._overlay[k][0]) for k in reversed(self._keys[lo:hi])]
+        return _limited(_merge(iter(held), self.base.scan_reverse(start, end), reverse=True), limit)
+
+    def first_in(self, start: bytes, end: bytes) -> tuple[bytes, bytes] | None:
+        return next(self.scan(start, end), None)
+
+    def close(self) -> None:
+        while self._held:  # Only a clean close writes what is held; a kill -9 loses it.
+            self._flush_one()
+        self.base.close()
+
+
+def _merge(held, stored, *, reverse: bool):
+    """Merge two key-ordered iterators; a held entry shadows the stored one (None: deleted)."""
+    h, s = next(held, None), next(stored, None)
+    while h is not None or s is not None:
+        if s is None or (h is not None and (h[0] > s[0] if reverse else h[0] < s[0])):
+            key, value = h
+            h = next(held, None)
+        elif h is not None and h[0] == s[0]:
+            key, value = h
+            h, s = next(held, None), next(stored, None)
+        else:
+            key, value = s
+            s = next(stored, None)
+        if value is not None:
+            yield key, value
+
+
+def _limited(rows, limit: int | None):
+    for n, row in enumerate(rows):
+        if limit is not None and n >= limit:
+            return
+        yield row
+
+
+async def _flush_held_writes(engine: HeldWritesEngine) -> None:
+    while True:
+        await trio.sleep(HELD_WRITES_FLUSH_EVERY_S)
+        engine.flush_due()
 
 
 async def _call(address: str, request, *, expect_not_initialized: bool = False, timeout_s: float = 5.0):

@@ -345,12 +345,37 @@ class ResolveTxnRequest:
         return self.start, self.end
 
 
+# -- chaos testing (cluster/chaos): fault injection at one node, refused unless the node was
+#    started with `--enable-chaos-admin` (cluster/node.py answers them itself, not the Store).
+
+
+MAX_CHAOS_CLOCK_OFFSET_NS = 10_000_000_000  # 10 s: far beyond any max offset, still a sane clock
+MAX_CHAOS_PEERS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosDropPeers:
+    """Drop every peer frame to and from these node ids (both directions) at the node that
+    receives this; an empty tuple heals. Replaces the previous set."""
+
+    peers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosClockOffset:
+    """Shift the node's physical clock source by `offset_ns` from the real clock (0 restores)."""
+
+    offset_ns: int = 0
+
+
+CHAOS_ADMIN_REQUESTS = (ChaosDropPeers, ChaosClockOffset)
+
 TXN_REQUESTS = (ReadAt, TxnRead, PrepareTxnRequest, EndTxnRequest, ResolveTxnRequest)
 SPANNING_REQUESTS = (Scan, ReadAt, TxnRead, ResolveTxnRequest)  # answered per range, continued by the client
 
 Request = (Get | Put | Delete | Scan | Status | Init | Bootstrap | AdminSplit | Increment | MetaSplit
            | NodeHeartbeat | IncrementNodeEpoch | ReadAt | TxnRead | PrepareTxnRequest | EndTxnRequest
-           | ResolveTxnRequest)
+           | ResolveTxnRequest | ChaosDropPeers | ChaosClockOffset)
 WRITE_REQUESTS = (Put, Delete, Increment, MetaSplit, NodeHeartbeat, IncrementNodeEpoch)
 # Requests only a node may send (over a peer connection), never a client.
 NODE_ONLY_REQUESTS = (MetaSplit, NodeHeartbeat, IncrementNodeEpoch)
@@ -395,6 +420,10 @@ def encode_request(req: Request) -> list:
             return ["endtxn", txn_id, anchor, commit, min_commit_ts.encode()]
         case ResolveTxnRequest(txn_id, start, end, commit_ts):
             return ["resolve", txn_id, start, end, None if commit_ts is None else commit_ts.encode()]
+        case ChaosDropPeers(peers):
+            return ["chaos-drop", list(peers)]
+        case ChaosClockOffset(offset_ns):
+            return ["chaos-clock", offset_ns]
     raise AssertionError(f"unknown request {req!r}")
 
 
@@ -430,7 +459,8 @@ def _checked_value(value: bytes) -> bytes:
 
 _ARITY = {"get": 2, "put": 4, "del": 3, "scan": 4, "status": 1, "init": 1, "bootstrap": 5,
           "split": 2, "incr": 4, "metasplit": 5, "heartbeat": 5, "incepoch": 4,
-          "readat": 5, "tread": 5, "prepare": 6, "endtxn": 5, "resolve": 5}
+          "readat": 5, "tread": 5, "prepare": 6, "endtxn": 5, "resolve": 5,
+          "chaos-drop": 2, "chaos-clock": 2}
 MAX_INCREMENT_DELTA = 1 << 62
 
 
@@ -467,6 +497,8 @@ def decode_request(raw: object) -> Request:
         return _decode_metasplit(raw)
     if name in ("heartbeat", "incepoch"):
         return _decode_liveness_request(raw)
+    if name in ("chaos-drop", "chaos-clock"):
+        return _decode_chaos_request(raw)
     if name in _TXN_DECODERS:
         try:
             return _TXN_DECODERS[name](raw)
@@ -568,6 +600,25 @@ def _decode_liveness_request(raw: list) -> NodeHeartbeat | IncrementNodeEpoch:
     except (ValueError, TypeError, AssertionError) as e:
         raise BadRequest(f"malformed heartbeat expiration: {e}") from None
     return NodeHeartbeat(node_id, epoch, expiration, _op_id(raw, 4))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _decode_chaos_request(raw: list) -> ChaosDropPeers | ChaosClockOffset:
+    if raw[0] == "chaos-clock":
+        offset_ns = raw[1]
+        if not _is_int(offset_ns) or abs(offset_ns) > MAX_CHAOS_CLOCK_OFFSET_NS:
+            raise BadRequest(f"clock offset must be an integer number of ns within ±{MAX_CHAOS_CLOCK_OFFSET_NS}, "
+                             f"got {offset_ns!r:.40}")
+        return ChaosClockOffset(offset_ns)
+    peers = raw[1]
+    if not (isinstance(peers, list) and len(peers) <= MAX_CHAOS_PEERS
+            and all(_is_int(p) and 0 < p < 1 << 31 for p in peers)):
+        raise BadRequest(f"peers to drop must be a list of at most {MAX_CHAOS_PEERS} positive node ids, "
+                         f"got {peers!r:.60}")
+    return ChaosDropPeers(tuple(sorted(set(peers))))
 
 
 def _decode_metasplit(raw: list) -> MetaSplit:

@@ -367,6 +367,9 @@ class Store:
         if not isinstance(frame, dict) or not isinstance(frame.get("m"), list):
             log.error("node %d: dropping malformed frame from node %s", self.node_id, from_node)
             return
+        # Clock probes and echoes carry physical times only: measure them even from a frame
+        # whose timestamp is refused below, or a node beyond max offset never learns it.
+        self._note_clock_fields(from_node, frame)
         try:
             self.hlc.update(Timestamp.decode(frame.get("ts")))
         except ClockOffsetError as e:
@@ -378,7 +381,6 @@ class Store:
         self.last_heard_ns[from_node] = self.hlc.physical_now_ns()
         if "lv" in frame:
             self._learn_gossiped_liveness(from_node, frame["lv"])
-        self._note_clock_fields(from_node, frame)
         for raw in frame["m"]:
             self._step_message(from_node, raw)
         snapshot_asks = frame.get("ns")
