@@ -10,6 +10,9 @@ Every function takes the transaction it runs in (`txn.transaction.Transaction`):
 TABLE reads and writes the counter and the namespace entry in one transaction, so two
 concurrent CREATEs of one name cannot both succeed, and ids are never handed out twice.
 
+A transaction reads each descriptor once: `get_table` keeps what it read (or wrote) per
+transaction object, so parse analysis, the planner and the executor share one KV read.
+
 HAZARD: descriptors are read with locking reads, so a DDL conflicts with every transaction
 that read the same table's descriptor; that is the point (no statement runs against a schema
 that changed under it), and the cost of it.
@@ -17,6 +20,7 @@ that changed under it), and the cost of it.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import cbor2
@@ -103,9 +107,32 @@ def counter_key(name: str) -> bytes:
     return encode_key(SYSTEM_TABLE_ID, COUNTERS_INDEX, [name], types=[SqlType.TEXT])
 
 
+# Descriptors a transaction has read or written, by table name (None: no such table). Within one
+# transaction a second read of a descriptor returns what the first did (or the transaction aborts:
+# reads are validated at commit), so it is served from here: parse analysis, the planner and the
+# executor each look a table up without a KV round trip apiece. Every catalog write goes through
+# this module, which keeps the memo in step.
+_read_descriptors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _memo(txn) -> dict[str, TableDescriptor | None]:
+    try:
+        return _read_descriptors.setdefault(txn, {})
+    except TypeError:  # a transaction stand-in that cannot be weakly referenced: no memo
+        return {}
+
+
 async def get_table(txn, name: str) -> TableDescriptor | None:
-    raw = await txn.get(namespace_key(name))
-    return None if raw is None else TableDescriptor.decode(raw)
+    memo = _memo(txn)
+    if name not in memo:
+        raw = await txn.get(namespace_key(name))
+        memo[name] = None if raw is None else TableDescriptor.decode(raw)
+    return memo[name]
+
+
+def _put_descriptor(txn, table: TableDescriptor) -> None:
+    txn.put(namespace_key(table.name), table.encode())
+    _memo(txn)[table.name] = table
 
 
 async def require_table(txn, name: str) -> TableDescriptor:
@@ -134,7 +161,7 @@ async def create_table(txn, name: str, columns: list[Column], primary_key: list[
         columns = [Column(ROWID_COLUMN, SqlType.INT, not_null=True, hidden=True)] + list(columns)
         primary_key = [ROWID_COLUMN]
     table = TableDescriptor(await _next_table_id(txn), name, tuple(columns), tuple(primary_key))
-    txn.put(namespace_key(name), table.encode())
+    _put_descriptor(txn, table)
     await _bump_version(txn)
     return table
 
@@ -148,6 +175,7 @@ async def drop_table(txn, name: str, if_exists: bool = False) -> TableDescriptor
             return None
         raise SqlError(f'table "{name}" does not exist', "42P01")
     txn.delete(namespace_key(name))
+    _memo(txn)[name] = None
     await _bump_version(txn)
     return table
 
@@ -161,7 +189,7 @@ async def add_index(txn, table: TableDescriptor, name: str, columns: list[str], 
     index = Index(table.next_index_id(), name, tuple(columns), unique)
     updated = TableDescriptor(table.table_id, table.name, table.columns, table.primary_key,
                               table.indexes + (index,))
-    txn.put(namespace_key(table.name), updated.encode())
+    _put_descriptor(txn, updated)
     await _bump_version(txn)
     return updated
 

@@ -483,6 +483,8 @@ def pretty_key(key: bytes, types_by_table_index: Mapping[tuple[int, int], Sequen
         return "/Min"
     if key == KEY_MAX:
         return "/Max"
+    if key == SYSTEM_KEY_MAX:
+        return "/SystemMax"  # where the system keyspace (range 1) ends and user keys begin
     parts: list[str] = []
     pos = 0
     try:

@@ -162,6 +162,12 @@ class StringDataRightTruncation(SqlError):
     sqlstate = "22001"
 
 
+class CharacterNotInRepertoire(SqlError):
+    """22021: text that is not valid in the database encoding (UTF-8)."""
+
+    sqlstate = "22021"
+
+
 class FeatureNotSupported(SqlError):
     sqlstate = "0A000"
 
@@ -275,6 +281,21 @@ def no_active_sql_transaction() -> NoActiveSqlTransaction:
 
 def active_sql_transaction() -> ActiveSqlTransaction:
     return ActiveSqlTransaction("there is already a transaction in progress")
+
+
+def row_too_big(limit_bytes: int, detail: str) -> ProgramLimitExceeded:
+    """A row whose encoded value is over the KV store's value limit (PostgreSQL: "row is too big")."""
+    return ProgramLimitExceeded(f"row is too big: its stored value is over the limit of {limit_bytes} bytes",
+                                detail=detail,
+                                hint="Store large values in several rows (chunks), or outside the database.")
+
+
+def index_row_too_big(limit_bytes: int, detail: str) -> ProgramLimitExceeded:
+    """A primary key or index entry over the KV store's key limit (PostgreSQL: "index row size
+    ... exceeds maximum")."""
+    return ProgramLimitExceeded(f"index row is too big: its key is over the limit of {limit_bytes} bytes",
+                                detail=detail,
+                                hint="Keep primary key and indexed values short, e.g. index a hash of a long text.")
 
 
 def statement_too_long(size_bytes: int) -> ProgramLimitExceeded:

@@ -17,6 +17,14 @@ API
   .result()`, `evaluate_with_aggregates(expr, group_rows)`, `is_true_with_aggregates` (HAVING).
 - `to_text(value)`: PostgreSQL's text output of a value; `sort_key(value)` and
   `compare_values(a, b)`: PostgreSQL's order of non-NULL values (NaN last, text by code point).
+- Parse analysis, run before any row is read so that an empty table gives the errors a full
+  one does: `analyze_select(select, [(alias, descriptor), ...])` checks names (42703 / 42702 /
+  42P01), types (42883 / 42804 / 22P02 for `int_col = 'abc'`), aggregates and grouping (42803:
+  PostgreSQL's "must appear in the GROUP BY clause", a table grouped by its whole primary key
+  giving all its columns), DISTINCT ... ORDER BY (42P10), and returns the statement with
+  ORDER BY / GROUP BY positions and output names (`ORDER BY 2`, `ORDER BY alias`) replaced by
+  their expressions; `Scope` resolves column references; `analyze_condition` and
+  `analyze_assignment` check UPDATE / DELETE.
 
 Semantics (PostgreSQL's)
 - Literals: 12 -> int, 1.5 / 1e3 -> float, 'x' -> str of type "unknown" (see below), TRUE,
@@ -65,23 +73,27 @@ HAZARDs
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlglot import exp
 
 from sql_lite_front import errors
+from sql_lite_front.catalog import Column, TableDescriptor
 from sql_lite_front.encoding import INT_MAX, INT_MIN, SqlType
 from sql_lite_front.errors import SqlError
 
 # The DDL's mapping of type names, so that CAST(x AS <type>) accepts exactly the column types.
-from sql_lite_front.parser import _column_type
+from sql_lite_front.parser import OrderItem, Select, _column_type
 
 __all__ = [
-    "AGGREGATES", "Aggregator", "Row", "aggregate_calls", "coerce", "compare_values", "evaluate",
+    "AGGREGATES", "Aggregator", "Row", "Scope", "aggregate_calls", "analyze_assignment", "analyze_condition",
+    "analyze_select", "coerce", "compare_values", "evaluate",
     "evaluate_with_aggregates", "infer_type", "is_aggregate", "is_true", "is_true_with_aggregates",
     "sort_key", "to_text",
 ]
@@ -1235,7 +1247,11 @@ def infer_type(expr: exp.Expression, column_types: Mapping[str, SqlType]) -> Sql
 
 def _infer(node: exp.Expression, types: Mapping[str, SqlType]) -> object:
     handler = _INFERRERS.get(type(node))
-    return handler(node, types) if handler is not None else None
+    if handler is not None:
+        return handler(node, types)
+    for child in node.iter_expressions():  # unknown type, but what is inside is checked
+        _infer(child, types)
+    return None
 
 
 def _infer_literal(node: exp.Literal, types: Mapping[str, SqlType]) -> object:
@@ -1274,23 +1290,31 @@ def _check_pair(symbol: str, left: object, right: object) -> None:
         _check_comparable(symbol, *_resolved_pair_types(left, right))
 
 
+def _check_operands(symbol: str, left: exp.Expression, right: exp.Expression, types: Mapping[str, SqlType]) -> None:
+    """Comparable types; and a quoted literal compared with a typed value is read as that type
+    now, as PostgreSQL does while planning (`int_col = 'abc'` is 22P02 on an empty table too)."""
+    left_type, right_type = _infer(left, types), _infer(right, types)
+    _check_pair(symbol, left_type, right_type)
+    for node, other_type in ((left, right_type), (right, left_type)):
+        if isinstance(node, exp.Literal) and node.is_string and other_type in (INT, FLOAT, BOOL, BYTES):
+            _PARSERS[other_type](node.this)  # type: ignore[index]
+
+
 def _infer_comparison(node: exp.Binary, types: Mapping[str, SqlType]) -> object:
     symbol = _COMPARISONS[type(node)][0] if type(node) in _COMPARISONS else "="
-    _check_pair(symbol, _infer(node.this, types), _infer(node.expression, types))
+    _check_operands(symbol, node.this, node.expression, types)
     return BOOL
 
 
 def _infer_in(node: exp.In, types: Mapping[str, SqlType]) -> object:
-    subject = _infer(node.this, types)
     for item in node.expressions:
-        _check_pair("=", subject, _infer(item, types))
+        _check_operands("=", node.this, item, types)
     return BOOL
 
 
 def _infer_between(node: exp.Between, types: Mapping[str, SqlType]) -> object:
-    subject = _infer(node.this, types)
-    _check_pair(">=", subject, _infer(node.args["low"], types))
-    _check_pair("<=", subject, _infer(node.args["high"], types))
+    _check_operands(">=", node.this, node.args["low"], types)
+    _check_operands("<=", node.this, node.args["high"], types)
     return BOOL
 
 
@@ -1307,6 +1331,15 @@ def _infer_logic(node: exp.Expression, types: Mapping[str, SqlType]) -> object:
 
 
 def _infer_bool(node: exp.Expression, types: Mapping[str, SqlType]) -> object:
+    for operand in node.iter_expressions():
+        _infer(operand, types)  # the checks of what is inside
+    return BOOL
+
+
+def _infer_like(node: exp.Expression, types: Mapping[str, SqlType]) -> object:
+    operands = [_infer(node.this, types), _infer(node.expression, types)]
+    if any(t not in (None, *_TEXTUAL) for t in operands):
+        raise _no_operator("~~*" if isinstance(node, exp.ILike) else "~~", *operands)
     return BOOL
 
 
@@ -1373,10 +1406,229 @@ _INFERRERS: dict[type, Callable[[exp.Expression, Mapping[str, SqlType]], object]
     exp.NullSafeEQ: _infer_comparison, exp.NullSafeNEQ: _infer_comparison,
     exp.In: _infer_in, exp.Between: _infer_between,
     exp.And: _infer_logic, exp.Or: _infer_logic, exp.Not: _infer_logic,
-    exp.Like: _infer_bool, exp.ILike: _infer_bool, exp.Escape: _infer_bool, exp.Is: _infer_bool,
+    exp.Like: _infer_like, exp.ILike: _infer_like, exp.Escape: _infer_bool, exp.Is: _infer_bool,
     exp.Case: _infer_case, exp.Coalesce: _infer_coalesce, exp.Nullif: _infer_inner, exp.Cast: _infer_cast,
     exp.Lower: lambda node, types: TEXT, exp.Upper: lambda node, types: TEXT,
     exp.Length: lambda node, types: INT, exp.Abs: _infer_same_numeric, exp.Round: _infer_same_numeric,
     exp.Substring: _infer_substring,
     **{cls: _infer_aggregate for cls in _AGGREGATE_NAMES},
 }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Parse analysis of a query: names, types and grouping checked before any row is read.
+
+
+class Scope:
+    """The tables a statement reads, by the name columns are qualified with (alias or name).
+
+    Resolves column references as PostgreSQL does: `t.c` in table t; a bare `c` in the one table
+    that has it (42702 if several do, 42703 if none; 42P01 for an unknown `x.c`)."""
+
+    def __init__(self, tables: Sequence[tuple[str, TableDescriptor]]) -> None:
+        self.tables = list(tables)
+        self._columns = {alias: {c.name: c.type for c in table.columns} for alias, table in self.tables}
+        self.types: dict[str, SqlType] = {}  # keyed like a Row: "c" (unambiguous ones) and "t.c"
+        owners: dict[str, list[str]] = {}
+        for alias, columns in self._columns.items():
+            for name, sql_type in columns.items():
+                self.types[f"{alias}.{name}"] = sql_type
+                owners.setdefault(name, []).append(alias)
+        self._owners = owners
+        unambiguous = {name: aliases[0] for name, aliases in owners.items() if len(aliases) == 1}
+        self.types.update({name: self._columns[alias][name] for name, alias in unambiguous.items()})
+
+    def resolve(self, column: exp.Column) -> tuple[str, str]:
+        """(table alias, column name) of a column reference."""
+        name, table = column.name, column.table
+        if table:
+            if table not in self._columns:
+                raise errors.UndefinedTable(f'missing FROM-clause entry for table "{table}"')
+            if name not in self._columns[table]:
+                raise errors.UndefinedColumn(f"column {table}.{name} does not exist")
+            return table, name
+        owners = self._owners.get(name, [])
+        if not owners:
+            raise errors.undefined_column(name)
+        if len(owners) > 1:
+            raise SqlError(f'column reference "{name}" is ambiguous', "42702")
+        return owners[0], name
+
+    def check(self, expr: exp.Expression) -> None:
+        """Every column `expr` references exists, unambiguously."""
+        for node in expr.walk():
+            if isinstance(node, exp.Column) and isinstance(node.this, exp.Identifier):
+                self.resolve(node)
+
+    def same(self, a: exp.Expression, b: exp.Expression) -> bool:
+        """Whether two expressions are the same: `c` and `t.c` are, when they name one column."""
+        if isinstance(a, exp.Column) and isinstance(b, exp.Column):
+            return self.resolve(a) == self.resolve(b)
+        return a == b
+
+
+@dataclass(frozen=True)
+class _Output:
+    name: str | None  # what ORDER BY / GROUP BY may call it: the alias or the column's name
+    expr: exp.Expression  # without the alias
+
+
+def analyze_select(statement: Select, tables: Sequence[tuple[str, TableDescriptor]]) -> Select:
+    """`statement` checked as PostgreSQL's parse analysis checks it, whatever the rows (an empty
+    table too), with ORDER BY / GROUP BY positions (`ORDER BY 2`) and output names (`ORDER BY
+    alias`) replaced by the expressions they stand for. `tables`: (alias or name, descriptor)
+    of the FROM table, then of each joined one.
+
+    Raises 42703 / 42702 / 42P01 for unknown or ambiguous columns, 42883 / 42804 / 22P02 for
+    type errors (`int_col = text_col`, `WHERE int_col`, `int_col = 'abc'`), 42803 for aggregates
+    in WHERE, ON or GROUP BY, nested aggregates and a column that is neither grouped nor
+    aggregated, and 42P10 for an ORDER BY position out of range or, under DISTINCT, an ORDER BY
+    expression that is not in the select list."""
+    scope = Scope(tables)
+    outputs = _outputs(statement, scope)
+    for clause, condition in [("WHERE", statement.where)] + [("JOIN conditions", j.on) for j in statement.joins]:
+        if condition is not None:
+            _check_condition(condition, clause, scope)
+    group_by = tuple(_group_item(item, outputs, scope) for item in statement.group_by)
+    for item in group_by:
+        _check_expression(item, "GROUP BY", scope)
+    order_by = tuple(_order_item(item, outputs, scope) for item in statement.order_by)
+    for output in outputs:
+        _check_expression(output.expr, None, scope)
+    for item in order_by:
+        _check_expression(item.expr, None, scope)
+    if statement.having is not None:
+        _check_condition(statement.having, "HAVING", scope, aggregates_allowed=True)
+    grouped_exprs = [o.expr for o in outputs] + [i.expr for i in order_by] + [statement.having] * bool(statement.having)
+    if group_by or any(is_aggregate(e) for e in grouped_exprs):
+        for expr in grouped_exprs:
+            _check_grouped(expr, group_by, scope)
+    if statement.distinct:
+        for item in order_by:
+            if not any(scope.same(item.expr, o.expr) for o in outputs):
+                raise SqlError("for SELECT DISTINCT, ORDER BY expressions must appear in select list", "42P10")
+    return dataclasses.replace(statement, group_by=group_by, order_by=order_by)
+
+
+def analyze_condition(condition: exp.Expression | None, clause: str, scope: Scope) -> None:
+    """The checks of a WHERE clause (of UPDATE and DELETE too): names, types, no aggregates."""
+    if condition is not None:
+        _check_condition(condition, clause, scope)
+
+
+def analyze_assignment(expr: exp.Expression, column: Column, scope: Scope) -> None:
+    """`SET column = expr` of an UPDATE: names and types, whatever the rows (42804 for a text
+    expression into an INT column; 22P02 for a literal the column's type cannot read)."""
+    _check_expression(expr, "UPDATE", scope)
+    sql_type = _infer(expr, scope.types)
+    if sql_type is UNKNOWN and isinstance(expr, exp.Literal):
+        _PARSERS[column.type](expr.this)
+    elif sql_type not in (None, NULL, UNKNOWN, column.type) and not (sql_type in _NUMERIC and column.type in _NUMERIC):
+        if column.type is not TEXT:  # anything goes into TEXT: PostgreSQL's assignment cast to text
+            raise errors.datatype_mismatch(column.name, _type_name(column.type), _type_name(sql_type))
+
+
+def _outputs(statement: Select, scope: Scope) -> list[_Output]:
+    outputs = []
+    for projection in statement.projections:
+        if isinstance(projection, exp.Star):
+            if not scope.tables:
+                raise errors.syntax_error("SELECT * with no tables specified is not valid")
+            outputs += [_Output(c.name, exp.column(c.name, table=alias))
+                        for alias, table in scope.tables for c in table.visible_columns()]
+        elif isinstance(projection, exp.Alias):
+            outputs.append(_Output(projection.alias, projection.this))
+        else:
+            outputs.append(_Output(projection.name if isinstance(projection, exp.Column) else None, projection))
+    return outputs
+
+
+def _check_expression(expr: exp.Expression, clause: str | None, scope: Scope) -> None:
+    """Names and types of `expr`; `clause` names where aggregates are not allowed (None: they are)."""
+    scope.check(expr)
+    for node in expr.walk():
+        if isinstance(node, exp.Anonymous):  # an unknown function: 42883 whatever the rows
+            arg_types = [_infer(arg, scope.types) for arg in node.expressions]
+            raise _no_function(str(node.this).lower(), [UNKNOWN if t is None else t for t in arg_types])
+        if isinstance(node, exp.AggFunc):
+            if clause is not None:
+                raise SqlError(f"aggregate functions are not allowed in {clause}", "42803")
+            if any(isinstance(inner, exp.AggFunc) for inner in node.walk() if inner is not node):
+                raise SqlError("aggregate function calls cannot be nested", "42803")
+    _infer(expr, scope.types)
+
+
+def _check_condition(condition: exp.Expression, clause: str, scope: Scope, aggregates_allowed: bool = False) -> None:
+    _check_expression(condition, None if aggregates_allowed else clause, scope)
+    _check_bool_type(_infer(condition, scope.types), clause.split()[0] if clause != "JOIN conditions" else "JOIN/ON")
+
+
+def _position(item: exp.Expression) -> int | None:
+    """n for an ORDER BY / GROUP BY item that is the integer constant n (a position)."""
+    if isinstance(item, exp.Literal) and not item.is_string and _INT_LITERAL.match(item.this):
+        return int(item.this)
+    return None
+
+
+def _by_position(position: int, outputs: list[_Output], clause: str) -> exp.Expression:
+    if not 1 <= position <= len(outputs):
+        raise SqlError(f"{clause} position {position} is not in select list", "42P10")
+    return outputs[position - 1].expr
+
+
+def _by_output_name(name: str, outputs: list[_Output], clause: str, scope: Scope) -> exp.Expression | None:
+    matches = [o.expr for o in outputs if o.name == name]
+    if any(not scope.same(m, matches[0]) for m in matches[1:]):
+        raise SqlError(f'{clause} "{name}" is ambiguous', "42702")
+    return matches[0] if matches else None
+
+
+def _order_item(item: OrderItem, outputs: list[_Output], scope: Scope) -> OrderItem:
+    """PostgreSQL's rule: a position, else a bare name of an output column, else an expression."""
+    expr = item.expr
+    position = _position(expr)
+    if position is not None:
+        return dataclasses.replace(item, expr=_by_position(position, outputs, "ORDER BY"))
+    if isinstance(expr, exp.Literal):
+        raise errors.syntax_error("non-integer constant in ORDER BY")
+    if isinstance(expr, exp.Column) and not expr.table:
+        output = _by_output_name(expr.name, outputs, "ORDER BY", scope)
+        if output is not None:
+            return dataclasses.replace(item, expr=output)
+    return item
+
+
+def _group_item(item: exp.Expression, outputs: list[_Output], scope: Scope) -> exp.Expression:
+    """PostgreSQL's rule: a position, else a bare name of an input column, else of an output column."""
+    position = _position(item)
+    if position is not None:
+        return _by_position(position, outputs, "GROUP BY")
+    if isinstance(item, exp.Column) and not item.table and item.name not in scope.types:
+        try:
+            scope.resolve(item)
+        except SqlError as error:
+            if error.sqlstate != "42703":
+                raise
+            output = _by_output_name(item.name, outputs, "GROUP BY", scope)
+            if output is not None:
+                return output
+    return item
+
+
+def _check_grouped(expr: exp.Expression, group_by: tuple[exp.Expression, ...], scope: Scope) -> None:
+    """42803 for a column of `expr` outside every aggregate and every GROUP BY expression (a table
+    grouped by its whole primary key gives every one of its columns, as in PostgreSQL)."""
+    grouped = {scope.resolve(g) for g in group_by if isinstance(g, exp.Column)}
+    by_key = {alias for alias, table in scope.tables if all((alias, k) in grouped for k in table.primary_key)}
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.AggFunc) or any(scope.same(node, g) for g in group_by):
+            continue
+        if isinstance(node, exp.Column) and isinstance(node.this, exp.Identifier):
+            alias, name = scope.resolve(node)
+            if alias not in by_key:
+                raise SqlError(f'column "{alias}.{name}" must appear in the GROUP BY clause or be used in an '
+                               f"aggregate function", "42803")
+            continue
+        stack.extend(node.iter_expressions())

@@ -3,7 +3,11 @@
 Outside BEGIN..COMMIT each statement is its own transaction, run with `run_transaction`
 (a retryable conflict is retried automatically). Inside a block, statements share one
 transaction; after an error the block is *failed* (25P02) until ROLLBACK, as in PostgreSQL,
-and a retryable abort at COMMIT is reported as 40001 with a hint to retry.
+and a retryable abort at COMMIT is reported as 40001 with a hint to retry. A syntax error
+fails the block too. Every error reaches the client as a SqlError: a row or key over the KV
+store's size limits is 54000 (raised by `txn.put` before anything is buffered), and a bug is
+XX000 (the block fails; outside one, the statement's transaction is aborted), so no error
+leaves a partial write or ends the session.
 """
 
 from __future__ import annotations
@@ -14,22 +18,22 @@ import sqlglot
 from sqlglot import exp
 
 from ranges.api import BadRequest, SpanliteError
-from sql_lite_front import catalog, parser
+from ranges.keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, KeyTooLarge, ValueTooLarge
+from sql_lite_front import catalog, errors, parser
 from sql_lite_front.catalog import Column, TableDescriptor
 from sql_lite_front.encoding import encode_key, pretty_key
 from sql_lite_front.errors import SqlError
-from sql_lite_front.evaluator import coerce, evaluate
+from sql_lite_front.evaluator import Scope, analyze_assignment, analyze_condition, analyze_select, coerce, evaluate
 from sql_lite_front.rows import (
     backfill_index,
     delete_row,
     get_row,
     new_rowid,
     row_key,
-    table_span,
     whole_table_span,
     write_row,
 )
-from sql_lite_front.select import plan_access, run_select, source_rows
+from sql_lite_front.select import plan_statement, run_select, source_rows
 from clock.settings import parse_duration
 from clock.timestamp import Timestamp
 from txn.transaction import Transaction
@@ -57,8 +61,13 @@ class Session:
 
     async def execute(self, sql: str) -> list[Result]:
         """Run every statement of `sql`; raises SqlError at the first failing one."""
+        try:
+            statements = parser.parse(sql)
+        except SqlError:
+            self.failed = self.txn is not None  # as in PostgreSQL, a syntax error fails the block too
+            raise
         results = []
-        for statement in parser.parse(sql):
+        for statement in statements:
             results.append(await self.execute_statement(statement))
         return results
 
@@ -86,6 +95,9 @@ class Session:
         except SpanliteError as e:
             self.failed = True  # e.g. wounded by an older transaction: 40001, ROLLBACK and retry
             raise _as_sql_error(e) from None
+        except Exception as e:  # a bug: the statement may have buffered part of its writes
+            self.failed = True
+            raise _internal_error(e) from e
 
     def _begin(self) -> Result:
         if self.txn is None:
@@ -122,8 +134,12 @@ class Session:
                 async with self.db.read_only(ts=_as_of(statement, self.db.now_ns())) as snapshot:
                     return await run_statement(self.db, snapshot, statement)
             return await self.db.run_transaction(lambda txn: run_statement(self.db, txn, statement))
+        except SqlError:
+            raise
         except SpanliteError as e:
             raise _as_sql_error(e) from None
+        except Exception as e:  # a bug; run_transaction aborted the transaction: nothing was written
+            raise _internal_error(e) from e
 
 
 def _as_of(statement, now_ns: int) -> Timestamp | None:
@@ -147,6 +163,12 @@ def _as_of(statement, now_ns: int) -> Timestamp | None:
     return Timestamp(wall_ns, 0)
 
 
+def _internal_error(error: Exception) -> SqlError:
+    """A bug reaches the client as XX000 (the session lives on; the cause is chained for logs)."""
+    return SqlError(f"internal error: {type(error).__name__}: {error}", "XX000",
+                    hint="This is a bug in spanlite; the statement had no effect.")
+
+
 def _as_sql_error(error: SpanliteError) -> SqlError:
     if error.retryable:
         return SqlError(f"restart transaction: {error.message}", "40001",
@@ -162,7 +184,12 @@ async def run_statement(db, txn, statement) -> Result:
     handler = _HANDLERS.get(type(statement))
     if handler is None:
         raise SqlError(f"{type(statement).__name__} is not supported yet", "0A000")
-    return await handler(db, txn, statement)
+    try:
+        return await handler(db, txn, statement)
+    except KeyTooLarge as e:  # raised by txn.put, before the write is buffered: nothing is written
+        raise errors.index_row_too_big(MAX_KEY_BYTES, str(e)) from None
+    except ValueTooLarge as e:
+        raise errors.row_too_big(MAX_VALUE_BYTES, str(e)) from None
 
 
 async def _create_table(db, txn, s: parser.CreateTable) -> Result:
@@ -198,15 +225,17 @@ async def _insert(db, txn, s: parser.Insert) -> Result:
     for name in names:
         table.column(name)  # 42703 for an unknown column
     if s.rows is None:
-        _, selected = await run_select(txn, s.select)
+        _, selected = await run_select(txn, await _analyzed(txn, s.select))
         value_rows = [list(row) for row in selected]
     else:
         value_rows = [[None if _is_default(e) else evaluate(e, {}) for e in row] for row in s.rows]
     inserted = 0
     for values in value_rows:
-        if len(values) != len(names):
-            raise SqlError(f"INSERT has {'more' if len(values) > len(names) else 'fewer'} expressions than target columns",
-                           "42601")
+        if len(values) > len(names):
+            raise SqlError("INSERT has more expressions than target columns", "42601")
+        if len(values) < len(names) and s.columns:
+            raise SqlError("INSERT has more target columns than expressions", "42601")
+        # Without a column list, fewer values fill the first columns; the rest get defaults (PostgreSQL).
         row = _complete_row(table, dict(zip(names, values)))
         inserted += await _insert_row(txn, table, row, s.on_conflict)
     return Result(f"INSERT 0 {inserted}")
@@ -251,6 +280,10 @@ async def _insert_row(txn, table: TableDescriptor, row: dict, on_conflict: str |
 
 async def _update(db, txn, s: parser.Update) -> Result:
     table = await catalog.require_table(txn, s.table)
+    scope = Scope([(table.name, table)])
+    analyze_condition(s.where, "WHERE", scope)
+    for assignment in s.assignments:
+        analyze_assignment(assignment.expr, table.column(assignment.column), scope)
     rows = await source_rows(txn, table, table.name, s.where)
     for row in rows:
         new = {c.name: row[c.name] for c in table.columns}
@@ -270,6 +303,7 @@ async def _update(db, txn, s: parser.Update) -> Result:
 
 async def _delete(db, txn, s: parser.Delete) -> Result:
     table = await catalog.require_table(txn, s.table)
+    analyze_condition(s.where, "WHERE", Scope([(table.name, table)]))
     rows = await source_rows(txn, table, table.name, s.where)
     for row in rows:
         await delete_row(txn, table, {c.name: row[c.name] for c in table.columns})
@@ -277,8 +311,15 @@ async def _delete(db, txn, s: parser.Delete) -> Result:
 
 
 async def _select(db, txn, s: parser.Select) -> Result:
-    columns, rows = await run_select(txn, s)
+    columns, rows = await run_select(txn, await _analyzed(txn, s))
     return Result(f"SELECT {len(rows)}", columns, rows)
+
+
+async def _analyzed(txn, s: parser.Select) -> parser.Select:
+    """The SELECT after PostgreSQL's plan-time checks (errors even when no row is read), with
+    ORDER BY / GROUP BY positions and output names resolved (evaluator.analyze_select)."""
+    refs = ([s.from_table] if s.from_table is not None else []) + [j.table for j in s.joins]
+    return analyze_select(s, [(ref.ref_name, await catalog.require_table(txn, ref.name)) for ref in refs])
 
 
 async def _show_tables(db, txn, s: parser.ShowTables) -> Result:
@@ -328,25 +369,32 @@ async def _split_at(db, txn, s: parser.AlterTableSplitAt) -> Result:
 
 
 async def _explain(db, txn, s: parser.Explain) -> Result:
+    """One line per table access (select.plan_statement), each followed by the ranges it reads."""
     statement = s.statement
-    name = statement.from_table.name if isinstance(statement, parser.Select) and statement.from_table else \
-        getattr(statement, "table", None)
-    if name is None:
+    kind = type(statement).__name__.lower()
+    accesses = await plan_statement(txn, statement)
+    if isinstance(statement, parser.Insert) and statement.select is None:
+        return Result("EXPLAIN", ["info"], [(f"{kind}: into {statement.table}: a primary-key point lookup per row "
+                                             f"(and one per unique index), the writes at commit",)])
+    if not accesses:
         return Result("EXPLAIN", ["info"], [("no table: evaluate the expressions",)])
-    table = await catalog.require_table(txn, name)
-    where = getattr(statement, "where", None)
-    joins = statement.joins if isinstance(statement, parser.Select) else ()
-    plan = plan_access(table, None if joins else where)
-    lines = [f"{type(statement).__name__.lower()}: {plan.describe()}"]
-    lines += [f"nested loop join with {j.table.name} (full scan)" for j in joins]
-    if plan.access == "point lookup":
-        key = encode_key(table.table_id, catalog.PRIMARY_INDEX_ID, plan.key_values, types=table.key_types())
-        db.forget_descriptor(key)  # EXPLAIN reports the ranges as they are now, not as cached
-        touched = [(await db.descriptor_for(key)).range_id]
-    else:
-        touched = await _ranges_of_span(db, *table_span(table))
-    lines.append(f"ranges: {', '.join(f'r{r}' for r in touched)}")
+    lines = []
+    for position, access in enumerate(accesses):
+        lines.append(f"{kind}: {access.describe()}" if position == 0 else access.describe())
+        touched = await _ranges_touched(db, access.keys, access.spans)
+        lines.append(f"ranges: {', '.join(f'r{r}' for r in touched) or 'none'}")
     return Result("EXPLAIN", ["info"], [(line,) for line in lines])
+
+
+async def _ranges_touched(db, keys: list[bytes], spans: list[tuple[bytes, bytes]]) -> list[int]:
+    """The ids of the ranges holding `keys` and overlapping `spans`, each once, in key order."""
+    touched = []
+    for key in keys:
+        db.forget_descriptor(key)  # EXPLAIN reports the ranges as they are now, not as cached
+        touched.append((await db.descriptor_for(key)).range_id)
+    for start, end in spans:
+        touched += await _ranges_of_span(db, start, end)
+    return list(dict.fromkeys(touched))
 
 
 async def _ranges_of_span(db, start: bytes, end: bytes) -> list[int]:

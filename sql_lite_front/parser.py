@@ -47,6 +47,9 @@ set operations, outer/cross/NATURAL/USING joins, join conditions other than ANDe
 DISTINCT ON, locking clauses, and any clause of a statement it does not convert. An expression node
 the evaluator does not know (a function, an operator) is the evaluator's to reject.
 
+Text that is not Unicode (a lone surrogate, as a client decoding invalid UTF-8 with
+surrogateescape passes on) is 22021 with its position, before tokenizing.
+
 HAZARD: parsed statements are cached (an LRU keyed by the text) and shared between callers: treat
 them and their sqlglot trees as immutable, and `.copy()` a tree before transforming it.
 HAZARD: sqlglot's trees, token types and error fields change between versions (BEGIN, ON CONFLICT,
@@ -292,6 +295,27 @@ def _check_size(sql: str) -> None:
         size = len(sql.encode("utf-8", "surrogatepass"))
         if size > MAX_STATEMENT_BYTES:
             raise errors.statement_too_long(size)
+    _check_encoding(sql)
+
+
+def _check_encoding(sql: str) -> None:
+    """22021 for text that is not Unicode: a lone surrogate, as a client that decoded invalid
+    UTF-8 bytes with errors="surrogateescape" passes them on. (Stored, it could never be read.)"""
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = sql[err.start]
+        raise errors.CharacterNotInRepertoire(
+            f'invalid byte sequence for encoding "UTF8": {_surrogate_bytes(char)}', position=err.start + 1,
+            hint="The text is not valid UTF-8; send it as UTF-8 (bytes belong in a BYTEA column).",
+        ) from None
+
+
+def _surrogate_bytes(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the undecodable byte code - 0xDC00
+        return f"0x{code - 0xDC00:02x}"
+    return " ".join(f"0x{b:02x}" for b in char.encode("utf-8", "surrogatepass"))
 
 
 @functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
@@ -752,6 +776,8 @@ def _values_rows(values: exp.Values) -> tuple[tuple[Expr, ...], ...]:
     for row in values.expressions:
         if not isinstance(row, exp.Tuple):
             raise errors.syntax_error("a VALUES row must be a parenthesized list", _position(row))
+        if not row.expressions:  # sqlglot reads `VALUES ()`; PostgreSQL does not
+            raise errors.syntax_error('syntax error at or near ")": an empty VALUES row')
         rows.append(tuple(row.expressions))
     if len({len(row) for row in rows}) > 1:
         raise errors.syntax_error("VALUES lists must all be the same length")
@@ -960,6 +986,9 @@ def _insert(tree: exp.Insert, upsert: bool) -> Insert:
     _reject_extra_args(tree, frozenset({"this", "expression", "conflict", "returning"}), verb)
     target, columns = tree.this, None
     if isinstance(target, exp.Schema):
+        if not target.expressions:  # sqlglot reads `INSERT INTO t () ...`; PostgreSQL does not
+            raise errors.syntax_error('syntax error at or near ")": an empty column list',
+                                      hint="Name the columns, or leave the list out for all of them.")
         columns = tuple(_identifier_name(c) for c in target.expressions)
         _reject_duplicates(columns, 'column "{name}" specified more than once')
         target = target.this
