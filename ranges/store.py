@@ -83,6 +83,7 @@ MAX_EARLY_GROUPS = 256
 MAX_EARLY_MESSAGES_PER_GROUP = 32
 EARLY_MESSAGE_TTL_TICKS = 20
 SNAPSHOT_ASK_AFTER_TICKS = 10
+OFFSET_LOG_INTERVAL_NS = 10_000_000_000  # One "dropping frames" error line per peer per 10 s.
 
 
 @dataclass
@@ -184,6 +185,8 @@ class Store:
         self.node_id = identity.node_id
         self.replicas: dict[int, Replica] = {}
         self.last_heard_ns: dict[int, int] = {}
+        self._offset_logged_ns: dict[int, int] = {}  # peer -> when its offset drops were last logged
+        self._offset_drops: dict[int, int] = {}  # peer -> frames dropped since then
         self._outbound: dict[int, list] = {}
         self._outbound_rq: dict[int, list] = {}
         self._outbound_rs: dict[int, list] = {}
@@ -362,6 +365,18 @@ class Store:
         if not isinstance(result, SpanliteError):
             log.info("node %d: ended liveness epoch %d of node %d", self.node_id, epoch, holder)
 
+    def _log_offset_drop(self, from_node: int, error: ClockOffsetError) -> None:
+        """One error line per peer per OFFSET_LOG_INTERVAL_NS, with how many frames were
+        dropped since: a node beyond max offset refuses every frame, many per second."""
+        now_ns = self.hlc.physical_now_ns()
+        dropped = self._offset_drops.get(from_node, 0) + 1
+        if now_ns - self._offset_logged_ns.get(from_node, -OFFSET_LOG_INTERVAL_NS) < OFFSET_LOG_INTERVAL_NS:
+            self._offset_drops[from_node] = dropped
+            return
+        self._offset_logged_ns[from_node], self._offset_drops[from_node] = now_ns, 0
+        log.error("node %d: dropping frames from node %s (%d since the last report): %s",
+                  self.node_id, from_node, dropped, error)
+
     def receive_peer_frame(self, from_node: int, frame: object) -> None:
         """A frame from a peer: `{"ts": [wall, logical], "m": [encoded messages]}`. Never raises."""
         if not isinstance(frame, dict) or not isinstance(frame.get("m"), list):
@@ -373,7 +388,7 @@ class Store:
         try:
             self.hlc.update(Timestamp.decode(frame.get("ts")))
         except ClockOffsetError as e:
-            log.error("node %d: dropping frame from node %s: %s", self.node_id, from_node, e)
+            self._log_offset_drop(from_node, e)
             return
         except ValueError as e:
             log.error("node %d: dropping frame from node %s with bad timestamp: %s", self.node_id, from_node, e)

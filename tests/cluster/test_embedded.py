@@ -100,3 +100,24 @@ async def test_disk_stores_survive_kill_and_restart():
             await cluster.restart(i)
         async with cluster.client() as db:
             assert await db.get(b"durable") == b"yes"
+
+
+async def test_a_node_skewed_beyond_max_offset_stops_serving_and_logs_sparingly(caplog):
+    # Its peers refuse its frames (their timestamps are too far ahead), but the clock probes
+    # in those frames must still be measured, or the node never learns that it is the odd one.
+    async with EmbeddedCluster(nodes=3, max_offset_ns=20_000_000) as cluster:
+        async with cluster.client() as db:
+            await db.put(b"k", b"v")
+            cluster.skew(1, 60_000_000)  # 3x max offset ahead
+            store = cluster.nodes[1].store
+            with trio.fail_after(10):
+                while store.clock.serving:
+                    await trio.sleep(0.05)
+            await trio.sleep(1.0)
+            drops = [r for r in caplog.records if "dropping frames from node" in r.getMessage()]
+            assert 0 < len(drops) <= 4, f"{len(drops)} lines for a second of refused frames"
+            cluster.skew(1, 0)
+            with trio.fail_after(10):
+                while not store.clock.serving:
+                    await trio.sleep(0.05)
+            assert await db.get(b"k") == b"v"
