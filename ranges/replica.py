@@ -45,7 +45,6 @@ from ranges.api import (
     ConditionFailed,
     Increment,
     IncrementNodeEpoch,
-    MetaSplit,
     NodeHeartbeat,
     Delete,
     Get,

@@ -35,9 +35,7 @@ from paxos_groups.engine import Engine
 from paxos_groups.messages import InstallSnapshot, MessageDecodeError, decode_message, encode_message
 from ranges import commands, keys
 from ranges.api import (
-    AdminSplit,
     BadRequest,
-    Get,
     ConditionFailed,
     Increment,
     IncrementNodeEpoch,
@@ -48,7 +46,6 @@ from ranges.api import (
     NotLeaseholder,
     RangeKeyMismatch,
     Request,
-    Scan,
     SpanliteError,
     Status,
     SPANNING_REQUESTS,

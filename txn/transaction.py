@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from typing import Any, Awaitable, Callable, Protocol
 
 from clock.timestamp import Timestamp

@@ -355,7 +355,7 @@ class History:
             raise HistoryError(f"completion for process {process}, which has nothing in flight")
         op = self._ops[op_id]
         if isinstance(op, _Pending) and (op.process != process or op.kind != obj["f"]):
-            raise HistoryError(f"completion does not match its invocation (process/f)")
+            raise HistoryError("completion does not match its invocation (process/f)")
         return op_id
 
     def __iter__(self) -> Iterator[Operation]:

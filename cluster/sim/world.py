@@ -26,7 +26,6 @@ from typing import Any, Callable
 import cbor2
 
 from clock.hlc import HybridLogicalClock
-from clock.timestamp import Timestamp
 from cluster.sim.history import History
 from paxos_groups.core import GroupConfig
 from paxos_groups.engine import MemoryEngine

@@ -12,7 +12,6 @@ from ranges.keys import (
     KEY_MAX,
     RANGE_ID_COUNTER_KEY,
     SYSTEM_KEY_MAX,
-    meta_key,
     meta_lookup_start,
     meta_span,
     range_state_key,

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import trio
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cluster.embedded import EmbeddedCluster

@@ -4,7 +4,6 @@ import pytest
 import trio
 
 from cluster.embedded import EmbeddedCluster
-from ranges.api import TxnAborted
 from txn.transaction import TxnClosed
 
 
