@@ -56,10 +56,11 @@ CREATE INDEX orders_customer_id_idx ON orders (customer_id);
 # What the demo's banner suggests trying; each must run on the example data (tests run them).
 EXAMPLE_STATEMENTS = (
     "SHOW RANGES FROM TABLE orders;",
-    "SELECT c.name, count(*) AS orders FROM orders o JOIN customers c ON o.customer_id = c.id "
-    "GROUP BY c.name ORDER BY count(*) DESC, c.name LIMIT 5;",
+    "SELECT c.name, count(*) AS n FROM orders o JOIN customers c ON o.customer_id = c.id "
+    "GROUP BY c.name ORDER BY n DESC, c.name LIMIT 5;",
     "SELECT p.category, sum(o.quantity * p.price) AS revenue FROM orders o JOIN products p "
-    "ON o.product_id = p.id GROUP BY p.category ORDER BY sum(o.quantity * p.price) DESC;",
+    "ON o.product_id = p.id GROUP BY p.category ORDER BY revenue DESC;",
+    "SELECT * FROM orders WHERE customer_id = 7 AND quantity >= 2;",
     "EXPLAIN SELECT * FROM orders WHERE id = 7;",
     "BEGIN; UPDATE orders SET status = 'shipped' WHERE id = 7; SELECT status FROM orders WHERE id = 7; ROLLBACK;",
 )
