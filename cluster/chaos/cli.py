@@ -1,10 +1,9 @@
 """The `spanlite chaos` command line (cluster/cli.py wires `add_chaos_parser` / `cmd_chaos`).
 
     spanlite chaos --nodes 5 --duration 60s --workload register|bank|append
-                   --nemesis kill,pause,partition,skew [--seed S] [--history FILE]
+                   --nemesis kill,pause,partition,skew[,split] [--seed S] [--history FILE]
                    [--inject-bug NAME] [--dir DIR] [--keep] [--workers N] [--max-offset D] [--json]
 
-Until it is wired into `spanlite`, run it as `python -m cluster.chaos.cli ...`.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ overlap the issue asks for (a partition during a kill, a pause under skewed cloc
 | clock   | skew       | every node's clock shifted within +-40% of max offset               |
 | clock   | big-skew   | one node shifted 2-4x max offset: it must stop serving (the clock   |
 |         |            | monitor); the nemesis records whether and when it reported so       |
+| split   | split      | a requested range split at a key the workload is using now (its     |
+|         |            | data lands right of the split: what a split must carry over)        |
 
 Partitions and skew are admin requests to one node (`ChaosDropPeers`, `ChaosClockOffset`,
 sent through the real client), accepted because the chaos tool starts nodes with
@@ -40,12 +42,14 @@ import trio
 from cluster.client import connect
 from ranges.api import ChaosClockOffset, ChaosDropPeers, SpanliteError, Status
 
-NEMESES = ("kill", "pause", "partition", "skew")
+NEMESES = ("kill", "pause", "partition", "skew", "split")
 PARTITION_SHAPES = ("halves", "majority-ring", "bridge", "leaseholder")
-LANES = {"process": ("kill", "kill-all", "pause"), "network": ("partition",), "clock": ("skew", "big-skew")}
+LANES = {"process": ("kill", "kill-all", "pause"), "network": ("partition",), "clock": ("skew", "big-skew"),
+         "split": ("split",)}
 # (min, max) seconds each kind of fault lasts.
 DURATION_S = {"kill": (2.0, 5.0), "kill-all": (1.0, 3.0), "pause": (2.0, 5.0), "partition": (3.0, 8.0),
-              "skew": (4.0, 10.0), "big-skew": (5.0, 9.0)}
+              "skew": (4.0, 10.0), "big-skew": (5.0, 9.0), "split": (1.0, 3.0)}
+SPLIT_TIMEOUT_S = 10.0
 GAP_S = (1.0, 4.0)  # quiet time between two faults of one lane
 KILL_ALL_WEIGHT = 0.1
 KILL_ALL_GUARANTEED_FROM_S = 45.0
@@ -79,7 +83,7 @@ class Fault:
 
 
 def parse_nemeses(text: str) -> tuple[str, ...]:
-    """`kill,pause,partition,skew` (or `none`) -> the kinds; ValueError saying what is known."""
+    """`kill,pause,partition,skew,split` (or `none`) -> the kinds; ValueError saying what is known."""
     if text.strip() in ("", "none"):
         return ()
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
@@ -155,6 +159,8 @@ def _fault(rng: random.Random, t: float, kind: str, length: float, node_ids: lis
         return Fault(t, kind, _minority(rng, node_ids), length)
     if kind == "kill-all":
         return Fault(t, kind, tuple(node_ids), length)
+    if kind == "split":
+        return Fault(t, kind, (), length)  # the key is the workload's, chosen when it starts
     if kind == "partition":
         shape = rng.choice(PARTITION_SHAPES)
         grudge = None if shape == "leaseholder" else partition_grudge(rng, shape, node_ids)
@@ -248,7 +254,7 @@ class Nemesis:
     history: object  # cluster.chaos.history.HistoryRecorder
     schedule: list[Fault]
     busy_keys: list[bytes]  # the workload's keys: a "busy range" holds one of them
-    status_client: object  # a cluster.client.Client to every node, for db.status()
+    status_client: object  # a cluster.client.Client to every node, for db.status() and splits
     rng: random.Random = field(default_factory=random.Random)
     log: object = print
     grudge: dict[int, frozenset[int]] = field(default_factory=dict)  # in force now
@@ -258,6 +264,8 @@ class Nemesis:
     problems: list[str] = field(default_factory=list)  # violations seen by the nemesis itself
     # node -> how many process or network faults hit it so far (a big-skew watch needs none)
     disturbances: dict[int, int] = field(default_factory=dict)
+    # rng -> a key the workload uses now, to split at (`split` faults); None: splits are skipped
+    split_key: object = None
 
     async def run(self, started_at: float) -> None:
         """Run every lane's faults at their times (trio clock, relative to `started_at`)."""
@@ -293,6 +301,8 @@ class Nemesis:
         elif fault.kind == "pause":
             cluster.pause(nodes)
             self._record("pause", {"nodes": nodes})
+        elif fault.kind == "split":
+            await self._split()
         elif fault.kind == "partition":
             grudge, shape = fault.grudge, fault.shape
             if grudge is None:
@@ -371,8 +381,26 @@ class Nemesis:
 
     # -- healing ----------------------------------------------------------------------
 
+    async def _split(self) -> None:
+        """Split at a key the workload is using, through the real client (a consensus split in
+        the range's log, then the meta update); a split that does not finish in time is noted,
+        not a violation: the checkers judge what the workload saw."""
+        if self.split_key is None:
+            return
+        key = self.split_key(self.rng)
+        outcome = "timeout"
+        with trio.move_on_after(SPLIT_TIMEOUT_S):
+            try:
+                await self.status_client.admin_split(key)
+                outcome = "ok"
+            except SpanliteError as e:
+                outcome = f"failed: {e.message}"
+        self._record("split", {"key": key.decode("ascii", "backslashreplace"), "outcome": outcome})
+
     async def _heal(self, fault: Fault) -> None:
         nodes = list(fault.nodes)
+        if fault.kind == "split":
+            return  # a split is not undone
         if fault.kind in ("kill", "kill-all"):
             await self._restart(nodes)
         elif fault.kind == "pause":

@@ -121,7 +121,7 @@ async def _run(config: ChaosConfig, cluster: ChaosCluster, directory: Path, hist
         with HistoryRecorder(history_path) as history:
             history.nemesis("schedule", [f.describe() for f in schedule])
             nemesis = Nemesis(cluster, history, schedule, [workload.key(k) for k in range(_key_count(workload))],
-                              admin_db, random.Random(config.seed), log=log)
+                              admin_db, random.Random(config.seed), log=log, split_key=workload.split_key)
             final_ok = await _record_run(config, workload, nemesis, history, addresses, log)
             events = history.events
     result = check_history(workload.name, events, **workload.check_kwargs())

@@ -50,7 +50,7 @@ def run_chaos(tmp_path: Path, *args: str, timeout_s: float) -> subprocess.Comple
 
 def test_20_second_run_with_every_nemesis_is_valid(tmp_path):
     done = run_chaos(tmp_path, "--nodes", "3", "--duration", "20s", "--workload", "register",
-                     "--nemesis", "kill,pause,partition,skew", "--seed", "5", "--workers", "8", timeout_s=45)
+                     "--nemesis", "kill,pause,partition,skew,split", "--seed", "5", "--workers", "8", timeout_s=45)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert "result: VALID" in done.stdout
     assert "workload register:" in done.stdout and "anomalies: none" in done.stdout
@@ -71,6 +71,10 @@ def test_a_cluster_that_cannot_start_is_a_setup_error(tmp_path):
 @pytest.mark.parametrize("bug, workload, nemesis, seed", [
     ("skip-commit-wait", "append", "skew", 1),
     ("ack-before-fsync", "append", "kill", 1),
+    ("release-locks-before-commit-record", "bank", "kill,pause,partition,skew", 1),
+    ("read-ignores-prepared", "bank", "kill,pause,partition,skew", 1),
+    ("skip-reproposal", "register", "kill,pause,partition,skew", 1),
+    ("split-drops-rhs-write", "register", "kill,pause,partition,skew,split", 1),
 ])
 def test_planted_bug_is_caught_by_a_60_second_run(tmp_path, bug, workload, nemesis, seed):
     done = run_chaos(tmp_path, "--nodes", "5", "--duration", "60s", "--workload", workload, "--nemesis", nemesis,
