@@ -178,6 +178,13 @@ class SerializationFailure(SqlError):
     sqlstate = "40001"
 
 
+class StatementCompletionUnknown(SqlError):
+    """40003: the commit may or may not have happened (CockroachDB's "result is ambiguous");
+    retrying blindly could apply the transaction twice."""
+
+    sqlstate = "40003"
+
+
 class InFailedSqlTransaction(SqlError):
     sqlstate = "25P02"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
-from ranges.api import BadRequest, SpanliteError
+from ranges.api import AmbiguousResult, BadRequest, SpanliteError
 from ranges.keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, KeyTooLarge, ValueTooLarge
 from sql_lite_front import catalog, errors, parser
 from sql_lite_front.catalog import Column, TableDescriptor
@@ -170,6 +170,9 @@ def _internal_error(error: Exception) -> SqlError:
 
 
 def _as_sql_error(error: SpanliteError) -> SqlError:
+    if isinstance(error, AmbiguousResult):  # retryable as a request, never as a transaction
+        return SqlError(f"result is ambiguous: {error.message}", "40003",
+                        hint="the transaction may or may not have committed: check before running it again")
     if error.retryable:
         return SqlError(f"restart transaction: {error.message}", "40001",
                         hint="the transaction conflicted with another one; retry it")

@@ -62,3 +62,26 @@ async def test_as_of_system_time_inside_a_block_fails_the_block(spanlite_cluster
         assert e.value.sqlstate == "0A000"
         assert s.transaction_state == "failed"
         await s.execute("ROLLBACK")
+
+
+async def test_an_ambiguous_commit_is_40003_not_a_retry(spanlite_cluster):
+    from ranges.api import AmbiguousResult
+
+    async with spanlite_cluster.client() as db:
+        s = Session(db)
+        await s.execute("CREATE TABLE t (k INT PRIMARY KEY, v INT)")
+        real_send = db.send
+
+        async def send_losing_the_commit_answer(request, **kw):
+            result = await real_send(request, **kw)
+            if type(request).__name__ == "PrepareTxnRequest":
+                raise AmbiguousResult("the connection broke after the commit was sent")
+            return result
+
+        db.send = send_losing_the_commit_answer
+        with pytest.raises(SqlError) as e:
+            await s.execute("INSERT INTO t VALUES (1, 1)")
+        db.send = real_send
+        assert e.value.sqlstate == "40003" and "ambiguous" in e.value.message
+        assert "may or may not have committed" in e.value.hint
+        assert (await s.execute("SELECT v FROM t WHERE k = 1"))[-1].rows == [(1,)]  # it had committed
