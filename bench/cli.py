@@ -81,14 +81,19 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return bench
 
 
-def _add_sql_parser(bench_sub: argparse._SubParsersAction) -> None:
-    sql = bench_sub.add_parser("sql", help="latency of point SELECT and 1-row UPDATE via SQL vs the KV client")
-    target = sql.add_mutually_exclusive_group()
+def _add_cluster_target(parser: argparse.ArgumentParser) -> None:
+    """--host of a running cluster, or --embedded [--nodes N] (what `_open_cluster` opens)."""
+    target = parser.add_mutually_exclusive_group()
     target.add_argument("--host", type=_addresses, metavar="HOST:PORT[,...]", help="a running cluster's nodes")
     target.add_argument("--embedded", action="store_true",
                         help="start a cluster in this process (disk stores, fsync on)")
-    sql.add_argument("--nodes", type=int, metavar="N",
-                     help=f"nodes of the --embedded cluster (default {EMBEDDED_NODES_DEFAULT})")
+    parser.add_argument("--nodes", type=int, metavar="N",
+                        help=f"nodes of the --embedded cluster (default {EMBEDDED_NODES_DEFAULT})")
+
+
+def _add_sql_parser(bench_sub: argparse._SubParsersAction) -> None:
+    sql = bench_sub.add_parser("sql", help="latency of point SELECT and 1-row UPDATE via SQL vs the KV client")
+    _add_cluster_target(sql)
     sql.add_argument("--rows", type=int, default=1000, metavar="N", help="rows in the table and KV keys (default 1000)")
     sql.add_argument("--ops", type=int, default=1000, metavar="N", help="rounds per run (default 1000)")
     sql.add_argument("--runs", type=int, default=3, metavar="R", help="runs; medians are printed (default 3)")
@@ -140,12 +145,7 @@ def _add_fsync_parser(bench_sub: argparse._SubParsersAction) -> None:
 
 def _add_ycsb_parser(bench_sub: argparse._SubParsersAction) -> None:
     ycsb = bench_sub.add_parser("ycsb", help="run a YCSB core workload (a..f)")
-    target = ycsb.add_mutually_exclusive_group()
-    target.add_argument("--host", type=_addresses, metavar="HOST:PORT[,...]", help="a running cluster's nodes")
-    target.add_argument("--embedded", action="store_true",
-                        help="start a cluster in this process (disk stores, fsync on)")
-    ycsb.add_argument("--nodes", type=int, metavar="N",
-                      help=f"nodes of the --embedded cluster (default {EMBEDDED_NODES_DEFAULT})")
+    _add_cluster_target(ycsb)
     ycsb.add_argument("--workload", type=str.lower, choices=WORKLOAD_NAMES, required=True)
     ycsb.add_argument("--records", type=int, required=True, metavar="N", help="YCSB recordcount")
     amount = ycsb.add_mutually_exclusive_group()
